@@ -1,0 +1,4 @@
+"""Built-in plugins: audio encoders, motion generators, renderers and presets.
+
+Each subpackage registers its stages through the same hooks a third-party plugin uses.
+"""
