@@ -115,11 +115,13 @@ class PluginManager:
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register an extra plugin object/module (tests, notebooks); rebuilds the registry."""
         self.pm.register(plugin, name=name)
-        self._registry = None
+        if _registers_stages(plugin):
+            self._registry = None
 
     def unregister(self, plugin: object = None, name: str | None = None) -> None:
-        self.pm.unregister(plugin, name=name)
-        self._registry = None
+        plugin = self.pm.unregister(plugin, name=name)
+        if _registers_stages(plugin):
+            self._registry = None
 
     def check_pending(self) -> None:
         """Fail loudly on a hookimpl whose name matches no hookspec (a misspelled hook)."""
@@ -153,6 +155,11 @@ class PluginManager:
             origin = self.origin_of(impl.plugin)
             impl.function(register=_preset_registrar(reg, origin))
         return reg
+
+
+def _registers_stages(plugin: object) -> bool:
+    hooks = (*KIND_HOOKS.values(), "register_presets")
+    return any(hasattr(plugin, hook) for hook in hooks)
 
 
 def _stage_registrar(reg: Registry, kind: str, origin: str):

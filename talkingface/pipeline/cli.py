@@ -1,0 +1,293 @@
+"""The ``talkingface`` command: run, stream, plugins, profile, config (and compare).
+
+Every subcommand takes the same pipeline options: ``--preset``/``--config`` and dotlist
+overrides (``audio=energy controls.emotion=happy``). A bad input gives one line on stderr and a
+non-zero exit; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  talkingface run                                   # built-in demo portrait + speech -> talkingface_demo.mp4
+  talkingface run --image me.jpg --audio hello.wav --output out.mp4
+  talkingface run --image me.jpg --audio a.mp3 audio=energy controls.emotion=happy
+  talkingface stream --image me.jpg --audio a.wav --output - > live.mp4
+  talkingface profile --image me.jpg --audio a.wav --trace trace.json
+  talkingface plugins
+  talkingface config render.params.flow_grid=96
+"""
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. audio=energy fps=30 controls.emotion=happy "
+                        "motion.params.KEY=VALUE (see `talkingface config`)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--preset", default="default",
+                   help="named preset (see `talkingface plugins`); default: %(default)s")
+    g.add_argument("--config", type=Path, help="a YAML config file (e.g. a saved out.yaml)")
+
+
+def _add_input_args(p: argparse.ArgumentParser, demo: bool = True) -> None:
+    suffix = " (default: the built-in demo)" if demo else ""
+    p.add_argument("--image", "-i", help="portrait image: jpg/png/webp" + suffix)
+    p.add_argument("--audio", "-a", help="speech audio: wav/flac/mp3/ogg, any rate" + suffix)
+    p.add_argument("--allow-silent", action="store_true",
+                   help="accept silent audio (renders a still face) instead of refusing it")
+    p.add_argument("--seed", type=int, help="seed for every random choice (same seed, same video)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from talkingface import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="talkingface",
+        description="One portrait + speech audio -> a talking-face video. Stages (audio encoder, "
+                    "motion generator, renderer) are plugins chosen by config.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"talkingface {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="portrait + audio -> MP4 (batch)",
+                       description="Render a talking-face MP4. With no --image/--audio, animates "
+                                   "the built-in demo portrait with the built-in speech clip. "
+                                   "The resolved config is saved beside the output (.yaml).",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_input_args(p)
+    p.add_argument("--output", "-o", type=Path, help="output .mp4 (default: talkingface_demo.mp4 "
+                   "for the demo, else the audio's name + .mp4 in the current folder)")
+    p.add_argument("--frames-dir", type=Path, help="also write every frame as PNG here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--profile", action="store_true", help="print the per-stage table afterwards")
+    _add_pipeline_args(p)
+
+    p = sub.add_parser("stream", help="streaming run, reports start latency",
+                       description="Run the pipeline in streaming mode (audio in chunks, frames "
+                                   "out as soon as they exist) and write a fragmented MP4 to a "
+                                   "file or stdout (--output -). Prints start latency and "
+                                   "real-time factor on stderr.")
+    _add_input_args(p)
+    p.add_argument("--output", "-o", default="talkingface_stream.mp4",
+                   help="output .mp4, or - for stdout (default: %(default)s)")
+    p.add_argument("--chunk-s", type=float, help="seconds of audio per chunk (default: config)")
+    _add_pipeline_args(p)
+
+    p = sub.add_parser("plugins", help="list every stage and preset with origin and config fields")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("profile", help="per-stage timing table, JSON and Chrome trace",
+                       description="Run once and print per-stage wall time, ms/frame, frames/s "
+                                   "and peak memory; --stream also measures start latency.")
+    _add_input_args(p)
+    p.add_argument("--stream", action="store_true", help="profile the streaming path")
+    p.add_argument("--json", type=Path, default=Path("profile.json"),
+                   help="write the profile as JSON (default: %(default)s)")
+    p.add_argument("--trace", type=Path, default=Path("profile_trace.json"),
+                   help="write a Chrome trace, open in ui.perfetto.dev (default: %(default)s)")
+    _add_pipeline_args(p)
+
+    p = sub.add_parser("config", help="print the resolved config (YAML)")
+    _add_pipeline_args(p)
+
+    try:
+        from talkingface.compare import cli as compare_cli
+    except ImportError:
+        compare_cli = None
+    if compare_cli is not None:
+        compare_cli.add_parser(sub)
+    return parser
+
+
+def _pipeline(args):
+    from talkingface.pipeline.api import Pipeline
+
+    overrides = list(args.overrides)
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    if getattr(args, "allow_silent", False):
+        overrides.append("allow_silent=true")
+    if getattr(args, "frames_dir", None) is not None:
+        overrides.append(f"output.frames_dir={args.frames_dir}")
+    source = args.config if args.config is not None else args.preset
+    return Pipeline.from_config(source, overrides)
+
+
+def _inputs(args) -> tuple[str, str, bool]:
+    from talkingface.pipeline.errors import InputError
+
+    if args.image is None and args.audio is None:
+        from talkingface.plugins.render.face import demo_audio_path, demo_portrait_path
+
+        return str(demo_portrait_path()), str(demo_audio_path()), True
+    if args.image is None or args.audio is None:
+        raise InputError("give both --image and --audio (or neither, for the built-in demo)")
+    return args.image, args.audio, False
+
+
+def cmd_run(args) -> int:
+    image, audio, demo = _inputs(args)
+    output = args.output or (Path("talkingface_demo.mp4") if demo
+                             else Path(Path(audio).stem + ".mp4"))
+    pipe = _pipeline(args)
+    _say(f"talkingface: {pipe.description} -> {output}")
+    progress = not args.no_progress and sys.stderr.isatty()
+    result = pipe.run(image, audio, output=output, progress=progress)
+    info = result.output
+    prof = result.profile
+    _say(f"wrote {output} ({prof.frames} frames, {prof.audio_s:.2f} s) in {prof.wall_s:.1f} s "
+         f"(real-time factor {prof.real_time_factor:.2f}); config: {output.with_suffix('.yaml')}")
+    if info is not None and hasattr(info, "video_duration"):
+        _say(f"video {info.video_duration:.3f} s, audio {info.audio_duration:.3f} s")
+    if args.profile:
+        print(prof.table())
+    return 0
+
+
+def cmd_stream(args) -> int:
+    from talkingface.pipeline.media import VideoWriter
+
+    image, audio, _ = _inputs(args)
+    pipe = _pipeline(args)
+    clip = pipe.load_audio(audio)
+    to_stdout = args.output == "-"
+    target = sys.stdout.buffer if to_stdout else Path(args.output)
+    h, w = pipe.graph.render.output_size
+    writer = VideoWriter(target, pipe.config.fps, (h, w), audio=clip, metadata=pipe.metadata(),
+                         crf=pipe.config.output.crf, preset=pipe.config.output.preset,
+                         fragmented=True)
+    with writer:
+        for frames in pipe.stream(image, clip, chunk_s=args.chunk_s):
+            writer.write(frames)
+    prof = pipe.last_profile
+    if not to_stdout and pipe.config.output.save_config:
+        pipe.save_config(target)
+    _say(f"streamed {prof.frames} frames to {args.output}: start latency "
+         f"{prof.start_latency_ms:.0f} ms, real-time factor {prof.real_time_factor:.2f}")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from talkingface.pipeline.plugins import KIND_TITLES, get_plugin_manager
+
+    registry = get_plugin_manager().registry
+    data = {"stages": [], "presets": []}
+    for kind in ("audio", "motion", "render"):
+        for name in registry.names(kind):
+            entry = registry.stages[kind][name]
+            stage = entry.cls()
+            data["stages"].append({
+                "kind": kind,
+                "name": name,
+                "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}",
+                "origin": entry.origin,
+                "aliases": list(entry.aliases),
+                "declares": stage.declarations(),
+                "config": [{"name": n, "type": t, "default": d}
+                           for n, t, d in entry.cls.config_fields()],
+                "doc": (entry.cls.__doc__ or "").strip().splitlines()[0:1],
+            })
+    for name in sorted(registry.presets):
+        p = registry.presets[name]
+        data["presets"].append({"name": name, "origin": p.origin, "description": p.description})
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    for kind in ("audio", "motion", "render"):
+        print(f"{KIND_TITLES[kind]}s ({kind}=NAME):")
+        for s in (s for s in data["stages"] if s["kind"] == kind):
+            doc = s["doc"][0] if s["doc"] else ""
+            print(f"  {s['name']:<14} {doc}")
+            print(f"  {'':<14} origin: {s['origin']}; declares: "
+                  + ", ".join(f"{k}={v}" for k, v in s["declares"].items()))
+            for f in s["config"]:
+                print(f"  {'':<14}   {kind}.params.{f['name']}: {f['type']} = {f['default']!r}")
+        print()
+    print("presets (--preset NAME):")
+    for p in data["presets"]:
+        print(f"  {p['name']:<14} {p['description']}  [{p['origin']}]")
+    return 0
+
+
+def cmd_profile(args) -> int:
+    image, audio, _ = _inputs(args)
+    pipe = _pipeline(args)
+    if args.stream:
+        for _ in pipe.stream(image, audio):
+            pass
+        prof = pipe.last_profile
+    else:
+        prof = pipe.run(image, audio).profile
+    print(f"pipeline: {pipe.description} ({prof.mode}, device {prof.device})")
+    print(prof.table())
+    prof.write_json(args.json)
+    prof.write_chrome_trace(args.trace)
+    print(f"wrote {args.json} and {args.trace} (open the trace in ui.perfetto.dev)")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from talkingface.pipeline.config import load_config, to_yaml
+
+    source = args.config if args.config is not None else args.preset
+    print(to_yaml(load_config(source, args.overrides)), end="")
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "stream": cmd_stream,
+    "plugins": cmd_plugins,
+    "profile": cmd_profile,
+    "config": cmd_config,
+}
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from talkingface.pipeline.errors import TalkingFaceError
+
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        handler = args.handler  # subcommands added by other modules set their own handler
+    start = time.perf_counter()
+    try:
+        return handler(args)
+    except TalkingFaceError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (after {time.perf_counter() - start:.1f}"
+              " s; rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The stage graph: audio encoder → motion generator → renderer → sink, batch or streaming.
+
+The graph is built from stage instances (or a config), checked for compatibility before any
+stage loads, and runs either in batch (features and motion for the whole clip, then frames
+rendered in bounded chunks straight to the sink) or streaming (audio chunks pushed through every
+stage's stream processor; frames come out after the first chunk). Every stage call goes through
+the ``call_stage`` hook so wrappers such as the profiler see it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from talkingface.pipeline.contracts import (
+    Audio,
+    AudioFeatures,
+    Controls,
+    Frames,
+    Motion,
+    Portrait,
+    PreparedPortrait,
+    num_frames_for,
+)
+from talkingface.pipeline.errors import CompatibilityError, ContractError
+from talkingface.pipeline.profiling import Profile, Profiler
+from talkingface.pipeline.stages import AudioEncoder, MotionGenerator, Renderer
+
+
+class Sink:
+    """Where frames go. ``write`` is called with consecutive chunks; ``close`` at the end."""
+
+    def write(self, frames: Frames) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> Any:
+        return None
+
+
+class FrameCollector(Sink):
+    """Keeps every frame in memory (for notebooks and tests; files should use a writer)."""
+
+    def __init__(self) -> None:
+        self.parts: list[Frames] = []
+
+    def write(self, frames: Frames) -> None:
+        self.parts.append(frames)
+
+    def close(self) -> Frames | None:
+        return Frames.concat(self.parts) if self.parts else None
+
+
+class _SinkStage:
+    """Lets sink writes go through ``call_stage`` so they appear in profiles."""
+
+    kind = "sink"
+    device = torch.device("cpu")
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.name = type(sink).__name__
+
+    def write(self, frames: Frames) -> None:
+        self.sink.write(frames)
+
+
+@dataclass
+class RunResult:
+    """What a run produced. Frames are None when they went to a file."""
+
+    frames: Frames | None
+    features: AudioFeatures | None
+    motion: Motion | None
+    prepared: PreparedPortrait
+    profile: Profile
+    output: Any = None  # the sink's close() result (e.g. the writer's WriteResult)
+
+
+def check_compatible(audio: AudioEncoder, motion: MotionGenerator, render: Renderer) -> None:
+    """Refuse a combination that cannot work, naming both stages (no weights are loaded)."""
+    kind = audio.feature_kind
+    if "*" not in motion.accepts and kind not in motion.accepts:
+        raise CompatibilityError(
+            f"motion generator {motion.name!r} accepts audio features "
+            f"{', '.join(motion.accepts)}, but audio encoder {audio.name!r} produces {kind!r}; "
+            "choose another audio encoder or motion generator (`talkingface plugins`)"
+        )
+    missing = [n for n in render.requires if n not in motion.provides]
+    if missing:
+        raise CompatibilityError(
+            f"renderer {render.name!r} requires expression coefficients {', '.join(missing)} "
+            f"that motion generator {motion.name!r} does not provide (it provides: "
+            f"{', '.join(motion.provides) or 'none'})"
+        )
+    if render.spaces and motion.space not in render.spaces:
+        raise CompatibilityError(
+            f"renderer {render.name!r} needs a motion latent in space "
+            f"{' or '.join(render.spaces)}, but motion generator {motion.name!r} produces "
+            f"{motion.space or 'no latent'}"
+        )
+
+
+class StageGraph:
+    """audio → motion → render, with the plugin manager's hooks around every call."""
+
+    def __init__(
+        self,
+        audio: AudioEncoder,
+        motion: MotionGenerator,
+        render: Renderer,
+        *,
+        fps: float = 25.0,
+        chunk_frames: int = 16,
+        controls: Controls | None = None,
+        plugin_manager=None,
+    ) -> None:
+        for stage, base in ((audio, AudioEncoder), (motion, MotionGenerator), (render, Renderer)):
+            if not isinstance(stage, base):
+                raise CompatibilityError(f"{stage!r} is not a {base.__name__}")
+        check_compatible(audio, motion, render)
+        if plugin_manager is None:
+            from talkingface.pipeline.plugins import get_plugin_manager
+
+            plugin_manager = get_plugin_manager()
+        self.audio, self.motion, self.render = audio, motion, render
+        self.fps = float(fps)
+        self.chunk_frames = int(chunk_frames)
+        self.controls = controls or Controls()
+        self.pm = plugin_manager
+        self.last_profile: Profile | None = None
+
+    @property
+    def stages(self) -> tuple[AudioEncoder, MotionGenerator, Renderer]:
+        return (self.audio, self.motion, self.render)
+
+    def describe(self) -> str:
+        return f"{self.audio.name}>{self.motion.name}>{self.render.name}"
+
+    # -- calls through the hook -------------------------------------------------------------
+
+    def call(self, stage, method: str, *args, **kwargs):
+        return self.pm.hook.call_stage(stage=stage, method=method, args=args, kwargs=kwargs)
+
+    def push(self, stage, processor, chunk):
+        return self.call(stage, "stream.push", chunk, processor=processor)
+
+    def flush(self, stage, processor):
+        return self.call(stage, "stream.flush", processor=processor)
+
+    def load(self) -> None:
+        for stage in self.stages:
+            if not stage.loaded:
+                self.call(stage, "ensure_loaded")
+
+    def prepare(self, portrait: Portrait) -> PreparedPortrait:
+        self.load()
+        prepared = self.call(self.render, "prepare", portrait)
+        if not isinstance(prepared, PreparedPortrait):
+            raise ContractError(f"renderer {self.render.name!r}.prepare must return a "
+                                f"PreparedPortrait, got {type(prepared).__name__}")
+        return prepared
+
+    def _audio_for_encoder(self, audio: Audio) -> Audio:
+        if not isinstance(audio, Audio):
+            raise ContractError(f"audio must be an Audio object, got {type(audio).__name__}")
+        if audio.samples.ndim != 1:
+            raise ContractError("the graph takes one mono clip: Audio.samples must be [S]")
+        if audio.sample_rate != self.audio.sample_rate:
+            from talkingface.pipeline.media import load_audio
+
+            audio = load_audio(audio.samples, sample_rate=audio.sample_rate,
+                               target_rate=self.audio.sample_rate)
+        return audio
+
+    # -- batch ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        portrait: Portrait | PreparedPortrait,
+        audio: Audio,
+        sink: Sink | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        profile: bool = True,
+    ) -> RunResult:
+        """Whole clip: features and motion at once, then frames in chunks to ``sink``.
+
+        Args:
+            portrait: a Portrait (prepared here) or a PreparedPortrait from ``prepare``.
+            audio: mono ``[S]`` at any rate (resampled once to the encoder's rate).
+            sink: receives frames chunk by chunk; default keeps them in memory.
+            progress: called with the number of frames written after each chunk.
+        """
+        sink = sink or FrameCollector()
+        sink_stage = _SinkStage(sink)
+        with self._profiling("batch", profile) as profiler:
+            audio = self._audio_for_encoder(audio)
+            prepared = self._prepared(portrait)
+            features = self.call(self.audio, "encode", audio, self.fps)
+            motion = self.call(self.motion, "generate", features, self.controls)
+            total = motion.num_frames
+            for start in range(0, total, self.chunk_frames):
+                frames = self.call(self.render, "render", prepared,
+                                   motion.slice(start, start + self.chunk_frames))
+                self.call(sink_stage, "write", frames)
+                if progress is not None:
+                    progress(frames.num_frames)
+            output = sink.close()
+        prof = self._finish(profiler, audio, total)
+        frames = output if isinstance(sink, FrameCollector) else None
+        return RunResult(frames, features, motion, prepared, prof,
+                         None if isinstance(sink, FrameCollector) else output)
+
+    def _prepared(self, portrait: Portrait | PreparedPortrait) -> PreparedPortrait:
+        if isinstance(portrait, PreparedPortrait):
+            if portrait.renderer != self.render.name:
+                raise ContractError(
+                    f"portrait was prepared by renderer {portrait.renderer!r}, this graph renders "
+                    f"with {self.render.name!r}: prepare it again with this graph"
+                )
+            self.load()
+            return portrait
+        return self.prepare(portrait)
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def stream(
+        self,
+        portrait: Portrait | PreparedPortrait,
+        chunks: Iterable[Audio],
+        *,
+        profile: bool = True,
+    ) -> Iterator[Frames]:
+        """Push audio chunks through every stage; yield frames as soon as they exist.
+
+        ``chunks`` are consecutive mono ``Audio`` pieces (any rate, the same for all). After the
+        generator is exhausted, ``self.last_profile`` holds the profile with the start latency:
+        the audio that had to arrive before the first frame, plus the compute until it came out.
+        """
+        with self._profiling("stream", profile) as profiler:
+            prepared = self._prepared(portrait)
+            a_proc = self.audio.stream(self.fps)
+            m_proc = self.motion.stream(self.controls)
+            r_proc = self.render.stream(prepared)
+            received = 0
+            audio_rate = None
+            first_in = None
+            emitted = 0
+            for chunk in chunks:
+                chunk = self._audio_for_encoder(Audio(chunk.samples, chunk.sample_rate, 0))
+                chunk = Audio(chunk.samples, chunk.sample_rate, received)
+                audio_rate = chunk.sample_rate
+                received += chunk.num_samples
+                if first_in is None:
+                    first_in = time.perf_counter()
+                for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc):
+                    if emitted == 0 and profiler is not None:
+                        compute_ms = (time.perf_counter() - first_in) * 1000
+                        waited_ms = received / audio_rate * 1000
+                        profiler.profile.start_latency_ms = waited_ms + compute_ms
+                    emitted += frames.num_frames
+                    yield frames
+            if first_in is None:
+                raise ContractError("stream got no audio chunks")
+            tail = self.flush(self.audio, a_proc)
+            yield from self._cascade(tail, m_proc, r_proc)
+            tail_motion = self.flush(self.motion, m_proc)
+            if tail_motion is not None and tail_motion.num_frames:
+                yield from self._render(r_proc, tail_motion)
+            tail_frames = self.flush(self.render, r_proc)
+            if tail_frames is not None and tail_frames.num_frames:
+                yield tail_frames
+        audio = Audio(torch.zeros(received), audio_rate)
+        self._finish(profiler, audio, num_frames_for(received, audio_rate, self.fps))
+
+    def _cascade(self, features, m_proc, r_proc) -> Iterator[Frames]:
+        if features is None or not features.num_frames:
+            return
+        motion = self.push(self.motion, m_proc, features)
+        if motion is not None and motion.num_frames:
+            yield from self._render(r_proc, motion)
+
+    def _render(self, r_proc, motion: Motion) -> Iterator[Frames]:
+        for start in range(0, motion.num_frames, self.chunk_frames):
+            frames = self.push(self.render, r_proc, motion.slice(start, start + self.chunk_frames))
+            if frames is not None and frames.num_frames:
+                yield frames
+
+    # -- profiling --------------------------------------------------------------------------
+
+    @contextmanager
+    def _profiling(self, mode: str, enabled: bool):
+        profiler = Profiler(mode) if enabled else None
+        if profiler is not None:
+            profiler.profile.device = str(self.render.device)
+            self.pm.register(profiler)
+        try:
+            yield profiler
+        finally:
+            if profiler is not None:
+                profiler.profile.wall_s = profiler.now()
+                self.pm.unregister(profiler)
+
+    def _finish(self, profiler: Profiler | None, audio: Audio, frames: int) -> Profile:
+        prof = profiler.profile if profiler is not None else Profile()
+        prof.audio_s = audio.duration
+        prof.frames = frames
+        self.last_profile = prof
+        return prof

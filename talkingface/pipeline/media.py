@@ -1,0 +1,832 @@
+"""Media I/O: load portraits and speech from files or arrays, read real videos, and write the
+talking-face MP4 (H.264 + AAC, trimmed to the audio, with provenance metadata) or PNG frames.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import torch
+
+from talkingface.pipeline.contracts import Audio, Frames, Portrait, num_frames_for
+from talkingface.pipeline.errors import InputError
+
+MIN_IMAGE_SIDE = 64
+"""Smallest accepted portrait side in pixels: below this no face analysis can work."""
+
+MIN_AUDIO_SECONDS = 0.05
+"""Shortest accepted speech clip: less than one video frame at 20 fps is no clip at all."""
+
+PROVENANCE = "AI-generated talking-face video (synthetic)"
+"""Every written video says what it is: this goes into its title and comment."""
+
+# Sample rates the AAC encoder accepts as they are; anything else is encoded at 48 kHz.
+_AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+
+# What decoding errors look like: FFmpeg errors and decoders that choke on a truncated stream.
+_DECODE_ERRORS = (av.error.FFmpegError, ValueError, RuntimeError, OSError)
+
+
+# --------------------------------------------------------------------------------- images
+
+
+def load_image(src: str | Path | np.ndarray | torch.Tensor | PIL.Image.Image) -> Portrait:
+    """Load a portrait as RGB uint8 ``[H, W, 3]``.
+
+    Files: anything Pillow reads (jpg, png, webp, bmp, ...); EXIF orientation is applied,
+    transparency is composited on white, grayscale and palette images become RGB.
+    Arrays and tensors: uint8 (0..255) or float (0..1), ``[H, W]``, ``[H, W, 3]`` or
+    ``[H, W, 4]``; channels-first ``[3, H, W]`` (or ``[1|4, H, W]``) is accepted too.
+
+    Raises:
+        InputError: missing file, a directory, not an image, an empty array, or a side
+            shorter than ``MIN_IMAGE_SIDE`` pixels.
+    """
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        _check_file(path, "image")
+        try:
+            with PIL.Image.open(path) as img:
+                img.load()
+                pixels = _pil_to_rgb(img)
+        except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise InputError(
+                f"cannot read {path} as an image (jpg, png, webp): {exc}; "
+                "give a portrait photo in one of these formats"
+            ) from exc
+        source = str(path)
+    elif isinstance(src, PIL.Image.Image):
+        pixels, source = _pil_to_rgb(src), "<PIL.Image>"
+    elif isinstance(src, (np.ndarray, torch.Tensor)):
+        pixels, source = _array_to_rgb(src), "<array>"
+    else:
+        raise InputError(
+            f"cannot load a portrait from a {type(src).__name__}: give a file path, "
+            "a numpy array, a torch tensor or a PIL image"
+        )
+    h, w = pixels.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise InputError(
+            f"image {source} is {w}x{h} pixels: give a portrait at least {MIN_IMAGE_SIDE} px "
+            "on each side (256 px or more works best)"
+        )
+    return Portrait(torch.from_numpy(np.ascontiguousarray(pixels)), source)
+
+
+def _pil_to_rgb(img: PIL.Image.Image) -> np.ndarray:
+    """``[H, W, 3]`` uint8 from any Pillow image, upright and opaque."""
+    img = PIL.ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grayscale: Pillow's convert("L") clips instead of scaling.
+        gray = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or gray.max() > 255 else 255.0
+        return _array_to_rgb((gray / top).astype(np.float32))
+    if img.mode == "F":
+        return _array_to_rgb(np.asarray(img, dtype=np.float32))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return _composite_on_white(np.asarray(img.convert("RGBA")))
+    return np.asarray(img.convert("RGB"))
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """``[H, W, 4]`` uint8 -> ``[H, W, 3]`` uint8 over a white background."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return (rgb + 0.5).astype(np.uint8)
+
+
+def _array_to_rgb(arr: np.ndarray | torch.Tensor) -> np.ndarray:
+    """``[H, W, 3]`` uint8 from an image array of any accepted layout and dtype."""
+    if isinstance(arr, torch.Tensor):
+        arr = arr.detach().cpu()
+        if arr.dtype in (torch.bfloat16, torch.float16):
+            arr = arr.float()
+        arr = arr.numpy()
+    if arr.size == 0:
+        raise InputError(f"the image array is empty (shape {tuple(arr.shape)}): give a portrait")
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise InputError(
+            f"an image array must be [H, W], [H, W, 3] or [H, W, 4] (or [3, H, W]), "
+            f"got shape {tuple(arr.shape)}"
+        )
+    if arr.dtype == np.uint8:
+        u8 = arr
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise InputError("the image array has NaN or infinite values: give finite pixels")
+        if arr.min() < -1e-3 or arr.max() > 1.0 + 1e-3:
+            raise InputError(
+                f"a float image must be in 0..1, got values in {arr.min():.3g}..{arr.max():.3g}: "
+                "divide 0..255 pixels by 255 or pass uint8"
+            )
+        u8 = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif arr.dtype == np.uint16:
+        u8 = (arr // 257).astype(np.uint8)
+    else:
+        raise InputError(f"an image array must be uint8 or float (0..1), got {arr.dtype}")
+    if u8.ndim == 2:
+        return np.repeat(u8[..., None], 3, axis=-1)
+    if u8.shape[-1] == 4:
+        return _composite_on_white(u8)
+    return u8
+
+
+# --------------------------------------------------------------------------------- audio
+
+
+def load_audio(
+    src: str | Path | np.ndarray | torch.Tensor | Audio,
+    *,
+    sample_rate: int | None = None,
+    target_rate: int = 16000,
+) -> Audio:
+    """Load speech as mono float32 ``[S]`` in -1..1 at ``target_rate``.
+
+    Files: anything FFmpeg decodes (wav, flac, mp3, ogg, m4a, ...), including the audio track
+    of a video. Channels are averaged to mono; the rate is converted once, while decoding
+    (libswresample). Arrays and tensors: ``[S]``, ``[C, S]`` or ``[S, C]`` (the shorter axis
+    is channels), float in -1..1 or int16/int32; they need ``sample_rate`` and are resampled
+    with :func:`resample`. ``sample_rate`` is ignored for files (they carry their own).
+
+    Raises:
+        InputError: missing or unreadable file, no audio track, an array without
+            ``sample_rate``, NaN/inf samples, or less than ``MIN_AUDIO_SECONDS`` of sound.
+    """
+    if isinstance(src, (str, Path)):
+        path = Path(src)
+        _check_file(path, "audio file")
+        samples = _decode_audio_file(path, target_rate)
+        source = str(path)
+    elif isinstance(src, (np.ndarray, torch.Tensor, Audio)):
+        if isinstance(src, Audio):
+            src, sample_rate = src.samples, src.sample_rate
+        if sample_rate is None:
+            raise InputError(
+                "an audio array needs its sample rate: call load_audio(array, sample_rate=...)"
+            )
+        mono = _array_to_mono(src)
+        samples = resample(mono, int(sample_rate), target_rate).clamp_(-1.0, 1.0)
+        source = "<array>"
+    else:
+        raise InputError(
+            f"cannot load audio from a {type(src).__name__}: give a file path, "
+            "a numpy array or a torch tensor"
+        )
+    if samples.numel() < MIN_AUDIO_SECONDS * target_rate:
+        raise InputError(
+            f"audio in {source} is empty ({samples.numel() / target_rate:.3f} s): "
+            f"give a clip with at least {MIN_AUDIO_SECONDS} s of speech"
+        )
+    return Audio(samples.contiguous(), target_rate)
+
+
+def _decode_audio_file(path: Path, target_rate: int) -> torch.Tensor:
+    """Decode the first audio track of ``path`` to mono float32 ``[S]`` at ``target_rate``."""
+    try:
+        container = av.open(str(path))
+    except _DECODE_ERRORS as exc:
+        raise InputError(
+            f"cannot decode audio from {path}: {exc}; give a wav, flac, mp3, ogg or m4a file"
+        ) from exc
+    with container:
+        if not container.streams.audio:
+            raise InputError(
+                f"{path} has no audio track: give a speech file (wav, flac, mp3, ogg, m4a) "
+                "or a video with sound"
+            )
+        stream = container.streams.audio[0]
+        # Keep the channel layout so that the downmix is a plain mean (libswresample's own
+        # stereo -> mono matrix scales by 1/sqrt(2) instead).
+        resampler = av.AudioResampler(format="fltp", rate=target_rate)
+        parts: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # the resampler re-times on its own; odd pts only confuse it
+                parts.extend(f.to_ndarray() for f in resampler.resample(frame))
+            parts.extend(f.to_ndarray() for f in resampler.resample(None))
+        except _DECODE_ERRORS as exc:
+            raise InputError(
+                f"cannot decode audio from {path}: {exc}; the file may be damaged, "
+                "re-export it as wav or flac"
+            ) from exc
+        declared = _declared_seconds(stream)
+    if not parts:
+        return torch.zeros(0)
+    channels = min(p.shape[0] for p in parts)
+    mono = np.concatenate([p[:channels].mean(axis=0) for p in parts]).astype(np.float32)
+    if declared is not None:
+        # AAC and MP3 decoders emit the encoder's padding after the last real sample; the
+        # container's duration says where the sound ends. Only trust it for a small excess.
+        keep = round(declared * target_rate)
+        if keep < mono.size <= keep + 0.1 * target_rate:
+            mono = mono[:keep]
+    if not np.isfinite(mono).all():
+        raise InputError(f"cannot decode audio from {path}: it decodes to NaN or infinite samples")
+    return torch.from_numpy(np.clip(mono, -1.0, 1.0))
+
+
+def _declared_seconds(stream) -> float | None:
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _array_to_mono(arr: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """float32 ``[S]`` from an audio array ``[S]``, ``[C, S]`` or ``[S, C]``."""
+    x = arr.detach() if isinstance(arr, torch.Tensor) else torch.from_numpy(np.asarray(arr))
+    if x.numel() == 0:
+        raise InputError(
+            f"the audio array is empty (shape {tuple(x.shape)}): give at least "
+            f"{MIN_AUDIO_SECONDS} s of speech"
+        )
+    if x.ndim == 2:
+        x = x.mean(dim=0 if x.shape[0] <= x.shape[1] else 1, dtype=torch.float64)
+    elif x.ndim != 1:
+        raise InputError(f"an audio array must be [S], [C, S] or [S, C], got {tuple(x.shape)}")
+    elif x.dtype == torch.int16:
+        x = x.double()
+    scale = {torch.int16: 32768.0, torch.int32: 2147483648.0}.get(arr.dtype if isinstance(
+        arr, torch.Tensor) else torch.from_numpy(np.zeros(0, dtype=np.asarray(arr).dtype)).dtype)
+    if scale is not None:
+        x = x.double() / scale
+    elif not x.is_floating_point():
+        raise InputError(f"audio samples must be float (-1..1), int16 or int32, got {x.dtype}")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise InputError("the audio array has NaN or infinite samples: give finite samples")
+    peak = float(x.abs().max())
+    if peak > 2.0:
+        raise InputError(
+            f"float audio must be in -1..1, got a peak of {peak:.4g}: "
+            "divide int16 samples by 32768 or pass the int16 array itself"
+        )
+    return x
+
+
+def resample(
+    samples: torch.Tensor,
+    orig_rate: int,
+    new_rate: int,
+    *,
+    zero_crossings: int = 24,
+    rolloff: float = 0.945,
+    beta: float = 12.0,
+) -> torch.Tensor:
+    """Band-limited resampling with a Kaiser-windowed sinc, as a polyphase convolution.
+
+    Args:
+        samples: float ``[..., S]`` (any leading dims; any device).
+        orig_rate, new_rate: sample rates in Hz.
+        zero_crossings: sinc zero crossings on each side of a tap centre (filter length).
+        rolloff: passband edge as a fraction of the lower Nyquist frequency.
+        beta: Kaiser window shape (12 gives ~-100 dB stopband side lobes).
+
+    Returns:
+        ``[..., ceil(S * new_rate / orig_rate)]`` float32, sample ``n`` at time ``n / new_rate``.
+    """
+    if orig_rate <= 0 or new_rate <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_rate} -> {new_rate}")
+    x = samples.float()
+    if orig_rate == new_rate:
+        return x.clone()
+    g = math.gcd(orig_rate, new_rate)
+    up, down = new_rate // g, orig_rate // g
+    n_in = x.shape[-1]
+    n_out = math.ceil(n_in * up / down)
+    lead = x.shape[:-1]
+    x = x.reshape(-1, n_in)
+    # Filter cutoff in cycles per input sample, and half-width in input samples.
+    cutoff = rolloff * 0.5 * min(1.0, up / down)
+    half = zero_crossings / (2.0 * cutoff)
+    width = math.ceil(half)
+    taps = down + 2 * width + 1
+    if up * taps <= 1 << 22:
+        y = _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out)
+    else:
+        y = _resample_direct(x, up, down, cutoff, half, width, beta, n_out)
+    return y.reshape(*lead, n_out)
+
+
+def _sinc_kernel(offsets: torch.Tensor, cutoff: float, half: float, beta: float) -> torch.Tensor:
+    """Tap weights at ``offsets`` (input samples from the output instant), float64."""
+    window = torch.special.i0(beta * torch.sqrt(torch.clamp(1 - (offsets / half) ** 2, min=0)))
+    window = window / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
+    return 2 * cutoff * torch.sinc(2 * cutoff * offsets) * window * (offsets.abs() <= half)
+
+
+def _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out) -> torch.Tensor:
+    """One conv1d: ``up`` phase filters slide over the input in strides of ``down`` samples."""
+    taps = down + 2 * width + 1
+    # Output sample (block k, phase j) sits at input time k*down + j*down/up; filter j's tap i
+    # reads input sample k*down - width + i.
+    phase_time = torch.arange(up, dtype=torch.float64)[:, None] * down / up
+    offsets = torch.arange(taps, dtype=torch.float64)[None, :] - width - phase_time
+    kernel = _sinc_kernel(offsets, cutoff, half, beta).float().to(x.device)
+    blocks = math.ceil(n_out / up)
+    need = (blocks - 1) * down + taps
+    x = torch.nn.functional.pad(x, (width, max(0, need - width - x.shape[-1])))
+    y = torch.nn.functional.conv1d(x[:, None, :], kernel[:, None, :], stride=down)
+    return y.transpose(1, 2).reshape(x.shape[0], -1)[:, :n_out]
+
+
+def _resample_direct(x, up, down, cutoff, half, width, beta, n_out) -> torch.Tensor:
+    """Per-output taps computed on the fly, for rate pairs with too many distinct phases."""
+    out = torch.empty(x.shape[0], n_out, device=x.device)
+    padded = torch.nn.functional.pad(x, (width, width + 2))
+    span = torch.arange(2 * width + 2, device=x.device)
+    for start in range(0, n_out, 8192):
+        n = torch.arange(start, min(n_out, start + 8192), dtype=torch.float64, device=x.device)
+        t = n * down / up
+        first = torch.floor(t).long() - width
+        idx = first[:, None] + span[None, :]
+        weights = _sinc_kernel(idx.double() - t[:, None], cutoff, half, beta).float()
+        out[:, start : start + n.numel()] = (padded[:, idx + width] * weights).sum(-1)
+    return out
+
+
+def audio_level_db(audio: Audio) -> float:
+    """Peak level in dBFS (0 = full scale; ``-inf`` for digital silence)."""
+    peak = float(audio.samples.abs().max()) if audio.num_samples else 0.0
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def check_not_silent(audio: Audio, threshold_db: float = -50.0, source: str = "") -> None:
+    """Refuse a clip whose peak is below ``threshold_db`` (a silent clip gives a frozen face).
+
+    Raises:
+        InputError: naming the level, the source and the ``--allow-silent`` escape hatch.
+    """
+    level = audio_level_db(audio)
+    if level < threshold_db:
+        where = f" in {source}" if source else ""
+        shown = "-inf" if level == -math.inf else f"{level:.1f}"
+        raise InputError(
+            f"audio is silent (peak {shown} dBFS){where}: give a clip with speech, "
+            "or pass --allow-silent to render a still face"
+        )
+
+
+# --------------------------------------------------------------------------------- video in
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A decoded video.
+
+    Attributes:
+        frames: uint8 ``[T, H, W, 3]`` RGB.
+        fps: average frame rate.
+        audio: its sound track as 16 kHz mono, or None when it has none.
+    """
+
+    frames: torch.Tensor
+    fps: float
+    audio: Audio | None
+
+
+def read_video(
+    path: str | Path, *, max_frames: int | None = None, size: int | None = None
+) -> VideoClip:
+    """Decode a video file (for metrics on real talking videos).
+
+    Args:
+        path: any video FFmpeg reads.
+        max_frames: stop after this many frames (the audio is cut to match).
+        size: if given, scale so that the shorter side is ``size`` pixels (aspect kept,
+            sides rounded to even numbers).
+
+    Raises:
+        InputError: missing or unreadable file, or no video track.
+    """
+    path = Path(path)
+    _check_file(path, "video")
+    frames: list[np.ndarray] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path} has no video track: give a video file (mp4, mov, mkv)")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not rate:
+                raise InputError(f"{path} does not declare a frame rate: re-encode it as mp4")
+            fps = float(rate)
+            has_audio = bool(container.streams.audio)
+            for frame in container.decode(stream):
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+                width, height = frame.width, frame.height
+                if size is not None:
+                    scale = size / min(width, height)
+                    width = max(2, round(width * scale / 2) * 2)
+                    height = max(2, round(height * scale / 2) * 2)
+                frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"cannot read {path} as a video: {exc}; give an mp4, mov or mkv") from exc
+    if not frames:
+        raise InputError(f"{path} has no decodable video frames: give a non-empty video")
+    audio = None
+    if has_audio:
+        audio = load_audio(path)
+        if max_frames is not None:
+            audio = audio.slice(0, math.ceil(len(frames) / fps * audio.sample_rate))
+    return VideoClip(torch.from_numpy(np.stack(frames)), fps, audio)
+
+
+def probe_media(path: str | Path) -> dict:
+    """Describe a media file, like ffprobe.
+
+    Returns:
+        ``{"video": {"frames", "fps", "width", "height", "duration", "codec"} | None,
+        "audio": {"duration", "sample_rate", "codec"} | None, "metadata": {...}}``;
+        durations in seconds.
+    """
+    path = Path(path)
+    _check_file(path, "media file")
+    try:
+        container = av.open(str(path))
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"cannot read {path} as a media file: {exc}") from exc
+    with container:
+        info: dict = {"video": None, "audio": None, "metadata": dict(container.metadata)}
+        total = container.duration / 1e6 if container.duration is not None else None
+        if container.streams.video:
+            v = container.streams.video[0]
+            rate = v.average_rate or v.guessed_rate
+            info["video"] = {
+                "frames": v.frames or _count_packets(path, "video"),
+                "fps": float(rate) if rate else None,
+                "width": v.codec_context.width,
+                "height": v.codec_context.height,
+                "duration": _declared_seconds(v) or total,
+                "codec": v.codec_context.name,
+            }
+        if container.streams.audio:
+            a = container.streams.audio[0]
+            info["audio"] = {
+                "duration": _declared_seconds(a) or total,
+                "sample_rate": a.codec_context.sample_rate,
+                "codec": a.codec_context.name,
+            }
+    return info
+
+
+def _count_packets(path: Path, kind: str) -> int:
+    """Frame count for containers that do not store one (counts packets, decodes nothing)."""
+    with av.open(str(path)) as container:
+        stream = getattr(container.streams, kind)[0]
+        return sum(1 for p in container.demux(stream) if p.size)
+
+
+# --------------------------------------------------------------------------------- video out
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What :meth:`VideoWriter.close` wrote.
+
+    Attributes:
+        path: the output path (None when writing to a file object).
+        frames: video frames in the file.
+        video_duration: seconds of video (the last frame is shortened to end with the audio).
+        audio_duration: seconds of audio (None without audio).
+    """
+
+    path: Path | None
+    frames: int
+    video_duration: float
+    audio_duration: float | None
+
+
+class VideoWriter:
+    """Encode frames to an MP4 (H.264 yuv420p + AAC) as they arrive; memory stays bounded.
+
+    With ``audio``, the video is trimmed to ``ceil(duration * fps)`` frames and its last frame
+    is shortened so that video and audio end together; frames beyond that are dropped. If
+    fewer frames arrive, the last one is held until the audio ends (with a warning).
+
+    A path is written through a temporary file in the same directory, moved into place by
+    :meth:`close`; on an exception inside ``with`` the partial file is removed and an earlier
+    file at ``path`` stays as it was. A binary file object (``sys.stdout.buffer``, BytesIO)
+    is written to directly: use ``fragmented=True`` for anything that cannot seek.
+
+    Args:
+        path: ``.mp4``/``.m4v``/``.mov`` path or a writable binary file object.
+        fps: frame rate.
+        size: ``(height, width)`` of the frames; both must be even (yuv420p halves chroma).
+        audio: the sound track (mono ``[S]``), muxed as AAC at its own rate when AAC supports
+            that rate, else at 48 kHz.
+        metadata: extra container tags (e.g. ``pipeline``, ``config``). ``comment`` and
+            ``generator`` always carry the provenance note; ``title`` defaults to it.
+        crf: x264 constant rate factor (18 = visually lossless, 23 = x264's default).
+        preset: x264 speed preset (``ultrafast`` .. ``veryslow``).
+        fragmented: write a fragmented MP4 (``frag_keyframe+empty_moov+default_base_moof``,
+            a keyframe every second) that players can read while it is being written.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | BinaryIO,
+        fps: float,
+        size: tuple[int, int],
+        *,
+        audio: Audio | None = None,
+        metadata: dict[str, str] | None = None,
+        crf: int = 18,
+        preset: str = "veryfast",
+        fragmented: bool = False,
+    ) -> None:
+        height, width = int(size[0]), int(size[1])
+        if height <= 0 or width <= 0 or height % 2 or width % 2:
+            raise InputError(
+                f"H.264 (yuv420p) needs an even frame width and height, got {width}x{height}: "
+                "crop or pad the frames by one pixel"
+            )
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise InputError(f"fps must be a positive number, got {fps!r}")
+        if audio is not None and audio.samples.ndim != 1:
+            raise InputError(f"the sound track must be mono [S], got {tuple(audio.samples.shape)}")
+        self.fps = float(fps)
+        self.size = (height, width)
+        self.audio = audio
+        self.frames_written = 0
+        self.frames_dropped = 0
+        self._closed = False
+        self._last_frame: np.ndarray | None = None
+        self._pending = None  # the newest video packet, held back to fix its duration at close
+        self._max_frames = (
+            None if audio is None else num_frames_for(audio.num_samples, audio.sample_rate, fps)
+        )
+        if isinstance(path, (str, Path)):
+            self.path: Path | None = Path(path)
+            if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+                raise InputError(f"cannot write {self.path}: name the output file .mp4")
+            if self.path.is_dir():
+                raise InputError(f"cannot write {self.path}: it is a directory, give a file name")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.path.stem}.", suffix=".partial.mp4", dir=self.path.parent
+            )
+            os.close(fd)
+            self._tmp: Path | None = Path(tmp)
+            target: str | BinaryIO = tmp
+        else:
+            self.path, self._tmp, target = None, None, path
+        movflags = "use_metadata_tags"  # without it MP4 drops every tag it has no atom for
+        if fragmented:
+            movflags += "+frag_keyframe+empty_moov+default_base_moof"
+        elif self._tmp is not None:
+            movflags += "+faststart"  # moov first: browsers can start playing before the end
+        try:
+            self._container = av.open(
+                target, mode="w", format="mp4", options={"movflags": movflags}
+            )
+            self._container.metadata.update(_provenance(metadata))
+            rate = Fraction(self.fps).limit_denominator(1001)
+            self._video = self._container.add_stream("libx264", rate=rate)
+            self._video.width, self._video.height = width, height
+            self._video.pix_fmt = "yuv420p"
+            self._video.options = {"crf": str(crf), "preset": preset}
+            if fragmented:
+                self._video.codec_context.gop_size = max(1, round(self.fps))
+            self._audio_stream = None
+            self._audio_sent = 0
+            if audio is not None:
+                rate_out = audio.sample_rate if audio.sample_rate in _AAC_RATES else 48000
+                self._audio_stream = self._container.add_stream("aac", rate=rate_out)
+                self._audio_stream.layout = "mono"
+                self._audio_stream.bit_rate = 96000
+                self._audio_samples = audio.samples.detach().float().cpu().numpy()
+        except BaseException:
+            self._discard()
+            raise
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._discard()
+
+    def write(self, frames: Frames | torch.Tensor | np.ndarray) -> None:
+        """Encode a chunk: ``[T, H, W, 3]`` (or one ``[H, W, 3]`` frame), uint8 or float 0..1."""
+        if self._closed:
+            raise RuntimeError("VideoWriter.write after close")
+        data = _frames_to_uint8(frames)
+        if tuple(data.shape[1:3]) != self.size:
+            raise InputError(
+                f"frames are {data.shape[2]}x{data.shape[1]} but the writer was opened for "
+                f"{self.size[1]}x{self.size[0]}: give every chunk the same size"
+            )
+        if self._max_frames is not None:
+            room = self._max_frames - self.frames_written
+            self.frames_dropped += max(0, data.shape[0] - room)
+            data = data[: max(0, room)]
+        for frame in data:
+            self._encode_frame(frame)
+
+    def _encode_frame(self, frame: np.ndarray) -> None:
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame.pts = self.frames_written
+        self._mux_video(self._video.encode(video_frame))
+        self.frames_written += 1
+        self._last_frame = frame
+        # Feed the sound up to the current video time, so the two tracks interleave (a pipe
+        # reader gets both as it goes, and the muxer never queues a whole track in memory).
+        self._send_audio(self.frames_written / self.fps)
+
+    def _mux_video(self, packets) -> None:
+        for packet in packets:
+            if self._pending is not None:
+                self._container.mux(self._pending)
+            self._pending = packet
+
+    def _send_audio(self, until_seconds: float | None) -> None:
+        if self._audio_stream is None:
+            return
+        total = self._audio_samples.shape[0]
+        stop = total if until_seconds is None else min(total, round(until_seconds * self.audio.sample_rate))
+        if stop > self._audio_sent:
+            chunk = self._audio_samples[None, self._audio_sent : stop]
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            frame.sample_rate = self.audio.sample_rate
+            frame.pts = None
+            for packet in self._audio_stream.encode(frame):
+                self._container.mux(packet)
+            self._audio_sent = stop
+        if until_seconds is None:
+            for packet in self._audio_stream.encode(None):
+                self._container.mux(packet)
+
+    def close(self) -> WriteResult:
+        """Flush the encoders, mux the rest of the audio, finish the file and move it in place."""
+        if self._closed:
+            raise RuntimeError("VideoWriter.close called twice")
+        try:
+            if self._max_frames is not None and self.frames_written < self._max_frames:
+                missing = self._max_frames - self.frames_written
+                if self._last_frame is None:
+                    raise InputError("no frames were written: the renderer produced nothing")
+                warnings.warn(
+                    f"{missing} frame(s) short of the audio: holding the last frame to the end",
+                    stacklevel=2,
+                )
+                for _ in range(missing):
+                    self._encode_frame(self._last_frame)
+            if self.frames_written == 0:
+                raise InputError("no frames were written: the renderer produced nothing")
+            self._mux_video(self._video.encode(None))
+            video_duration = self.frames_written / self.fps
+            audio_duration = None
+            if self.audio is not None:
+                audio_duration = self.audio.duration
+                video_duration = audio_duration
+            last = self._pending
+            if last is not None:
+                self._set_last_duration(last, video_duration)
+                self._container.mux(last)
+                self._pending = None
+            self._send_audio(None)
+            self._container.close()
+            self._closed = True
+            if self._tmp is not None:
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+        except BaseException:
+            self._discard()
+            raise
+        return WriteResult(self.path, self.frames_written, video_duration, audio_duration)
+
+    def _set_last_duration(self, packet, end_seconds: float) -> None:
+        """Make the track end at ``end_seconds``: the sum of sample durations sets its length."""
+        time_base = self._video.time_base  # the muxer's (fine) time base, set once it started
+        scale = packet.time_base / time_base
+        packet.pts = round(packet.pts * scale)
+        packet.dts = round(packet.dts * scale)
+        end = round(Fraction(end_seconds).limit_denominator(1 << 20) / time_base)
+        # The final packet in decode order closes the track: its duration is what is left.
+        packet.duration = max(1, end - self._end_of_others(packet, scale))
+        packet.time_base = time_base
+
+    def _end_of_others(self, packet, scale: Fraction) -> int:
+        """Decode time of the last packet, where its own duration starts (muxer time base)."""
+        # Track length = last dts + its duration - first dts; the muxer's edit list starts the
+        # presentation at the first pts, which x264 puts one B-frame delay after the first dts.
+        delay = round((self.frames_written - 1) * scale) - packet.dts
+        return packet.dts + delay - round((self.frames_written - 1) * scale) + round(
+            (self.frames_written - 1) * scale
+        )
+
+    def _discard(self) -> None:
+        """Abandon the output: close what is open and remove the partial file."""
+        self._closed = True
+        container = getattr(self, "_container", None)
+        if container is not None:
+            try:
+                container.close()
+            except _DECODE_ERRORS:
+                pass  # the file is being thrown away; a half-written trailer does not matter
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
+def _provenance(extra: dict[str, str] | None) -> dict[str, str]:
+    """Container tags: the caller's, plus the note that the video is synthetic."""
+    from talkingface import __version__
+
+    note = f"{PROVENANCE} made with talkingface {__version__}"
+    tags = {"title": PROVENANCE}
+    for key, value in (extra or {}).items():
+        tags[str(key)] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    tags["comment"] = note
+    tags["generator"] = f"talkingface {__version__}"
+    return tags
+
+
+def _frames_to_uint8(frames: Frames | torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 numpy (C-contiguous) from frames in any accepted form."""
+    if isinstance(frames, Frames):
+        data = frames.to_uint8()
+    elif isinstance(frames, (torch.Tensor, np.ndarray)):
+        data = torch.as_tensor(frames).detach()
+        if data.ndim == 3:
+            data = data[None]
+        if data.ndim != 4 or data.shape[-1] != 3:
+            raise InputError(f"frames must be [T, H, W, 3] RGB, got {tuple(data.shape)}")
+        if data.is_floating_point():
+            data = (data.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        elif data.dtype != torch.uint8:
+            raise InputError(f"frames must be uint8 or float 0..1, got {data.dtype}")
+    else:
+        raise InputError(f"cannot write frames from a {type(frames).__name__}")
+    return np.ascontiguousarray(data.cpu().numpy())
+
+
+class PNGWriter:
+    """Dump frames as numbered PNG files (``frame_000000.png``, ...) into ``directory``."""
+
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        start_index: int = 0,
+        pattern: str = "frame_{:06d}.png",
+    ) -> None:
+        self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise InputError(f"cannot write frames into {self.directory}: it is a file")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.pattern = pattern
+        self.index = start_index
+        self.count = 0
+
+    def __enter__(self) -> PNGWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+    def write(self, frames: Frames | torch.Tensor | np.ndarray) -> None:
+        """Save a chunk ``[T, H, W, 3]`` (or one ``[H, W, 3]`` frame) as the next files."""
+        for frame in _frames_to_uint8(frames):
+            # Level 1: frame dumps are for looking at, not archiving; speed matters more.
+            PIL.Image.fromarray(frame).save(
+                self.directory / self.pattern.format(self.index), compress_level=1
+            )
+            self.index += 1
+            self.count += 1
+
+    def close(self) -> int:
+        """Number of files written."""
+        return self.count
+
+
+# --------------------------------------------------------------------------------- helpers
+
+
+def _check_file(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}; check the path")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory: give the {what} inside it")

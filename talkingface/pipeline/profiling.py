@@ -1,0 +1,226 @@
+"""Per-stage profiling: a ``call_stage`` hook wrapper that times every stage call.
+
+Records wall time (plus CUDA-event time for stages on a GPU), frames produced, and peak memory
+(CUDA allocator peak on GPU; process peak RSS on CPU). A :class:`Profile` aggregates the events
+into a per-stage table, JSON, and a Chrome trace (open it in https://ui.perfetto.dev).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from talkingface.pipeline.hookspecs import hookimpl
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class StageEvent:
+    """One stage call."""
+
+    kind: str
+    stage: str
+    method: str
+    start_s: float  # seconds since the profile started
+    wall_ms: float
+    frames: int  # frames produced (0 for calls that produce no frames)
+    gpu_ms: float | None = None
+    peak_mem_mb: float = 0.0
+    backend: str | None = None  # kernel backend the stage reported, if any
+
+
+@dataclass
+class Profile:
+    """All stage events of one run, plus run-level figures."""
+
+    mode: str = "batch"  # "batch" or "stream"
+    events: list[StageEvent] = field(default_factory=list)
+    wall_s: float = 0.0
+    audio_s: float = 0.0
+    frames: int = 0
+    start_latency_ms: float | None = None
+    device: str = "cpu"
+
+    @property
+    def real_time_factor(self) -> float | None:
+        """Wall time / audio duration (< 1 is faster than real time)."""
+        return self.wall_s / self.audio_s if self.audio_s > 0 else None
+
+    @property
+    def stage_ms(self) -> float:
+        return sum(e.wall_ms for e in self.events)
+
+    @property
+    def overhead_ms_per_frame(self) -> float | None:
+        """Graph time outside the stages' own work, per frame (sink writes excluded)."""
+        if not self.frames:
+            return None
+        sink_ms = sum(e.wall_ms for e in self.events if e.kind == "sink")
+        return max(0.0, self.wall_s * 1000 - self.stage_ms - sink_ms) / self.frames
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (kind, stage, method): calls, frames, total ms, ms/frame, frames/s."""
+        table: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for e in self.events:
+            key = (e.kind, e.stage, e.method)
+            row = table.setdefault(
+                key,
+                {
+                    "kind": e.kind,
+                    "stage": e.stage,
+                    "method": e.method,
+                    "calls": 0,
+                    "frames": 0,
+                    "total_ms": 0.0,
+                    "gpu_ms": None,
+                    "peak_mem_mb": 0.0,
+                    "backend": e.backend,
+                },
+            )
+            row["calls"] += 1
+            row["frames"] += e.frames
+            row["total_ms"] += e.wall_ms
+            if e.gpu_ms is not None:
+                row["gpu_ms"] = (row["gpu_ms"] or 0.0) + e.gpu_ms
+            row["peak_mem_mb"] = max(row["peak_mem_mb"], e.peak_mem_mb)
+        frames = self.frames or 0
+        for row in table.values():
+            per = row["frames"] or frames
+            row["ms_per_frame"] = row["total_ms"] / per if per else None
+            row["fps"] = per / (row["total_ms"] / 1000) if per and row["total_ms"] > 0 else None
+        return list(table.values())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "device": self.device,
+            "frames": self.frames,
+            "audio_s": round(self.audio_s, 4),
+            "wall_s": round(self.wall_s, 4),
+            "real_time_factor": self.real_time_factor,
+            "start_latency_ms": self.start_latency_ms,
+            "overhead_ms_per_frame": self.overhead_ms_per_frame,
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+        }
+
+    def table(self) -> str:
+        """Human-readable per-stage table."""
+        head = f"{'kind':<7}{'stage':<14}{'method':<13}{'calls':>6}{'frames':>8}"
+        head += f"{'total ms':>11}{'ms/frame':>10}{'frames/s':>10}{'peak MB':>9}"
+        lines = [head, "-" * len(head)]
+        for r in self.rows():
+            mpf = f"{r['ms_per_frame']:.2f}" if r["ms_per_frame"] is not None else "-"
+            fps = f"{r['fps']:.1f}" if r["fps"] is not None else "-"
+            method = r["method"] + (f" [{r['backend']}]" if r["backend"] else "")
+            lines.append(
+                f"{r['kind']:<7}{r['stage']:<14}{method:<13}{r['calls']:>6}{r['frames']:>8}"
+                f"{r['total_ms']:>11.1f}{mpf:>10}{fps:>10}{r['peak_mem_mb']:>9.0f}"
+            )
+        s = self.summary()
+        lines.append("-" * len(head))
+        rtf = f"{s['real_time_factor']:.3f}" if s["real_time_factor"] is not None else "-"
+        lines.append(
+            f"{self.mode}: {self.frames} frames, {self.audio_s:.2f} s audio in {self.wall_s:.2f} s "
+            f"wall, real-time factor {rtf}"
+        )
+        if self.start_latency_ms is not None:
+            lines.append(f"start latency (first audio in -> first frame out): "
+                         f"{self.start_latency_ms:.0f} ms")
+        if s["overhead_ms_per_frame"] is not None:
+            lines.append(f"graph overhead: {s['overhead_ms_per_frame']:.3f} ms/frame")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "stages": self.rows(),
+            "events": [asdict(e) for e in self.events],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def write_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+    def chrome_trace(self) -> dict[str, Any]:
+        """Chrome trace-event format: one track per stage kind."""
+        tids = {"audio": 1, "motion": 2, "render": 3, "sink": 4}
+        events = []
+        for kind, tid in tids.items():
+            events.append({"ph": "M", "name": "thread_name", "pid": os.getpid(), "tid": tid,
+                           "args": {"name": kind}})
+        for e in self.events:
+            events.append({
+                "name": f"{e.stage}.{e.method}",
+                "cat": e.kind,
+                "ph": "X",
+                "ts": e.start_s * 1e6,
+                "dur": e.wall_ms * 1e3,
+                "pid": os.getpid(),
+                "tid": tids.get(e.kind, 9),
+                "args": {"frames": e.frames, "peak_mem_mb": e.peak_mem_mb,
+                         "gpu_ms": e.gpu_ms, "backend": e.backend},
+            })
+        return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+    def write_chrome_trace(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.chrome_trace()), encoding="utf-8")
+        return path
+
+
+class Profiler:
+    """Plugin object: register it on the plugin manager to record every stage call."""
+
+    def __init__(self, mode: str = "batch") -> None:
+        self.profile = Profile(mode=mode)
+        self.t0 = time.perf_counter()
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def record(self, event: StageEvent) -> None:
+        with self._lock:
+            self.profile.events.append(event)
+
+    @hookimpl(wrapper=True)
+    def call_stage(self, stage, method, args, kwargs):
+        cuda = stage.device.type == "cuda" and torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(stage.device)
+            start_ev = torch.cuda.Event(enable_timing=True)
+            end_ev = torch.cuda.Event(enable_timing=True)
+            start_ev.record()
+        start = self.now()
+        result = yield
+        wall_ms = (self.now() - start) * 1000
+        gpu_ms = None
+        if cuda:
+            end_ev.record()
+            end_ev.synchronize()
+            gpu_ms = start_ev.elapsed_time(end_ev)
+            peak = torch.cuda.max_memory_allocated(stage.device) / 2**20
+        else:
+            peak = _peak_rss_mb()
+        frames = getattr(result, "num_frames", 0) if result is not None else 0
+        backend = getattr(stage, "kernel_backend", None)
+        self.record(StageEvent(stage.kind, stage.name or type(stage).__name__, method, start,
+                               wall_ms, int(frames), gpu_ms, round(peak, 1),
+                               backend() if callable(backend) else backend))
+        return result

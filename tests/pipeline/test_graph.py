@@ -1,0 +1,137 @@
+import pytest
+import torch
+
+from talkingface.pipeline.config import load_config
+from talkingface.pipeline.contracts import Audio, Frames
+from talkingface.pipeline.errors import CompatibilityError, ContractError
+from talkingface.pipeline.graph import Sink, StageGraph
+from tests.pipeline.toy_stages import FlatRenderer, NeedsBlink, RmsEncoder, SmoothJaw
+
+
+def graph(pm, controls, render=None, chunk_frames=4):
+    return StageGraph(RmsEncoder(), SmoothJaw(), render or FlatRenderer(), fps=25,
+                      chunk_frames=chunk_frames, controls=controls, plugin_manager=pm)
+
+
+class RecordingSink(Sink):
+    def __init__(self):
+        self.sizes = []
+        self.frames = []
+
+    def write(self, frames):
+        self.sizes.append(frames.num_frames)
+        self.frames.append(frames)
+
+    def close(self):
+        return "closed"
+
+
+def test_batch_run_writes_bounded_chunks(pm, controls, portrait, speech):
+    sink = RecordingSink()
+    result = graph(pm, controls).run(portrait, speech, sink)
+    assert result.output == "closed"
+    assert result.frames is None
+    assert sum(sink.sizes) == 50  # 2 s at 25 fps
+    assert max(sink.sizes) <= 4
+    starts = [f.start_frame for f in sink.frames]
+    assert starts == sorted(starts) and starts[0] == 0
+
+
+def test_batch_collects_frames_in_memory(pm, controls, portrait, speech):
+    result = graph(pm, controls).run(portrait, speech)
+    assert isinstance(result.frames, Frames)
+    assert result.frames.num_frames == result.motion.num_frames == 50
+    assert result.frames.size == (16, 16)
+
+
+@pytest.mark.parametrize("chunk_s", [0.04, 0.2, 0.33])
+def test_streaming_equals_batch(pm, controls, portrait, speech, chunk_s):
+    g = graph(pm, controls)
+    batch = g.run(portrait, speech).frames
+    step = int(chunk_s * speech.sample_rate)
+    streamed = Frames.concat(list(g.stream(portrait, speech.chunks(step))))
+    assert streamed.num_frames == batch.num_frames
+    assert torch.equal(streamed.data, batch.data)
+
+
+def test_streaming_emits_after_first_chunk(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    step = int(0.2 * speech.sample_rate)
+    it = g.stream(portrait, speech.chunks(step))
+    first = next(it)
+    assert first.start_frame == 0 and first.num_frames > 0
+    list(it)
+    prof = g.last_profile
+    assert prof.mode == "stream"
+    # 200 ms of audio must arrive first; compute adds a little on top.
+    assert 200 <= prof.start_latency_ms < 2000
+
+
+def test_streaming_resamples_chunks(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    audio48 = Audio(torch.repeat_interleave(speech.samples, 3), 48000)
+    frames = Frames.concat(list(g.stream(portrait, audio48.chunks(9600))))
+    assert frames.num_frames == 50
+
+
+def test_incompatible_renderer_names_both_stages(pm, controls):
+    with pytest.raises(CompatibilityError) as err:
+        graph(pm, controls, render=NeedsBlink())
+    msg = str(err.value)
+    assert "needsblink" in msg and "smoothjaw" in msg and "blink_l" in msg
+
+
+def test_incompatible_features_refused_before_load(pm, controls):
+    class EnergyOnly(SmoothJaw):
+        name = "energyonly"
+        accepts = ("energy",)
+
+        def load(self):
+            raise AssertionError("must not load before the compatibility check")
+
+    with pytest.raises(CompatibilityError, match="energyonly.*rms|rms.*energyonly"):
+        StageGraph(RmsEncoder(), EnergyOnly(), FlatRenderer(), plugin_manager=pm)
+
+
+def test_profile_has_a_row_per_stage(pm, controls, portrait, speech, tmp_path):
+    result = graph(pm, controls).run(portrait, speech)
+    prof = result.profile
+    kinds = {(r["kind"], r["method"]) for r in prof.rows()}
+    assert {("audio", "encode"), ("motion", "generate"), ("render", "render"),
+            ("render", "prepare")} <= kinds
+    render_row = next(r for r in prof.rows() if r["method"] == "render")
+    assert render_row["frames"] == 50 and render_row["calls"] == 13
+    assert prof.real_time_factor is not None and prof.real_time_factor > 0
+    assert "render" in prof.table()
+    trace = prof.write_chrome_trace(tmp_path / "t.json").read_text()
+    assert '"ph": "X"' in trace
+    assert '"stages"' in prof.write_json(tmp_path / "p.json").read_text()
+
+
+def test_profiler_is_removed_after_run(pm, controls, portrait, speech):
+    before = len(pm.pm.get_plugins())
+    graph(pm, controls).run(portrait, speech)
+    assert len(pm.pm.get_plugins()) == before
+
+
+def test_graph_rejects_wrong_audio(pm, controls, portrait):
+    with pytest.raises(ContractError):
+        graph(pm, controls).run(portrait, torch.zeros(100))
+
+
+def test_from_config_builds_the_named_stages(pm, portrait, speech):
+    from talkingface.pipeline.api import Pipeline
+
+    cfg = load_config("toy", ["render.params.size=8", "motion=jaw"], registry=pm.registry)
+    pipe = Pipeline(cfg, plugin_manager=pm)
+    assert pipe.description == "rms>smoothjaw>flat"
+    frames = pipe.run(portrait, speech).frames
+    assert frames.size == (8, 8)
+
+
+def test_prepared_portrait_for_another_renderer_is_refused(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    prepared = g.prepare(portrait)
+    other = prepared.__class__(prepared.portrait, "other", prepared.size, prepared.state)
+    with pytest.raises(ContractError, match="prepare it again"):
+        g.run(other, speech)
