@@ -172,7 +172,8 @@ class MotionGeneratorConformance(_Conformance):
         stage = self.loaded_stage()
         feats = self.make_features(stage)
         batch = stage.generate(feats, self.make_controls())
-        outs = run_stream(stage.stream(self.make_controls()), chunked(feats, self.stream_chunk_sizes))
+        chunks = chunked(feats, self.stream_chunk_sizes)
+        outs = run_stream(stage.stream(self.make_controls()), chunks)
         streamed = Motion.concat(outs)
         assert streamed.num_frames == batch.num_frames
         torch.testing.assert_close(streamed.pose, batch.pose, atol=self.atol, rtol=1e-4)

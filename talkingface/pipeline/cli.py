@@ -16,7 +16,7 @@ from pathlib import Path
 
 EXAMPLES = """\
 examples:
-  talkingface run                                   # built-in demo portrait + speech -> talkingface_demo.mp4
+  talkingface run                      # built-in demo portrait + speech -> talkingface_demo.mp4
   talkingface run --image me.jpg --audio hello.wav --output out.mp4
   talkingface run --image me.jpg --audio a.mp3 audio=energy controls.emotion=happy
   talkingface stream --image me.jpg --audio a.wav --output - > live.mp4
@@ -284,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if args.debug:
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (after {time.perf_counter() - start:.1f}"
-              " s; rerun with --debug for the traceback and report it)", file=sys.stderr)
+        elapsed = time.perf_counter() - start
+        print(f"internal error: {type(exc).__name__}: {exc} (after {elapsed:.1f} s; rerun with "
+              "--debug for the traceback and report it)", file=sys.stderr)
         return 1
 
 

@@ -143,7 +143,7 @@ def normalize_overrides(overrides: Iterable[str]) -> list[str]:
 
 def _keys_of(node: Any) -> str:
     try:
-        return ", ".join(str(k) for k in node.keys())
+        return ", ".join(str(k) for k in node)
     except AttributeError:
         return "(none)"
 
@@ -246,7 +246,8 @@ def load_config(
         raise ConfigError(f"chunk_frames must be >= 1, got {container['chunk_frames']}")
     if container["kernels"]["backend"] not in ("auto", "torch", "triton"):
         raise ConfigError(
-            f"kernels.backend must be one of auto, torch, triton; got {container['kernels']['backend']!r}"
+            "kernels.backend must be one of auto, torch, triton; "
+            f"got {container['kernels']['backend']!r}"
         )
     resolved = OmegaConf.merge(schema, container)
     OmegaConf.set_readonly(resolved, True)

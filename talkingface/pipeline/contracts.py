@@ -66,7 +66,8 @@ def _check_tensor(
         _fail(where, f"{name} must have shape {dims}, got {tuple(value.shape)}")
     if value.dtype not in dtypes:
         names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
-        _fail(where, f"{name} must have dtype {names}, got {str(value.dtype).replace('torch.', '')}")
+        got = str(value.dtype).replace("torch.", "")
+        _fail(where, f"{name} must have dtype {names}, got {got}")
 
 
 def _check_rate(where: str, name: str, value: float) -> None:
@@ -389,7 +390,8 @@ def _concat(parts: list, fields: str | tuple[str, ...], where: str):
     expected = first.start_frame
     for part in parts:
         if part.start_frame != expected:
-            _fail(where, f"chunks are not contiguous: expected frame {expected}, got {part.start_frame}")
+            _fail(where, f"chunks are not contiguous: expected frame {expected}, "
+                  f"got {part.start_frame}")
         expected += part.num_frames
     joined = {}
     for name in fields:

@@ -90,8 +90,8 @@ def register_presets(register) -> None:
 def call_stage(stage, method: str, args: tuple, kwargs: dict) -> Any:
     """Run one stage call: ``getattr(stage, method)(*args, **kwargs)``.
 
-    Every call the stage graph makes to a stage (``load``, ``prepare``, ``encode``,
-    ``generate``, ``render`` and each streaming ``push``/``flush``) goes through this hook, so
+    Called for every call the stage graph makes to a stage (``load``, ``prepare``, ``encode``,
+    ``generate``, ``render``, each streaming ``push``/``flush``, and sink writes), so
     cross-cutting concerns wrap it: the profiler is a ``@hookimpl(wrapper=True)`` around it.
 
     :param stage: the ``Stage`` instance.

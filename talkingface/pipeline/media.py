@@ -4,7 +4,7 @@ talking-face MP4 (H.264 + AAC, trimmed to the audio, with provenance metadata) o
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import math
 import os
@@ -249,35 +249,31 @@ def _declared_seconds(stream) -> float | None:
 
 
 def _array_to_mono(arr: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """float32 ``[S]`` from an audio array ``[S]``, ``[C, S]`` or ``[S, C]``."""
+    """float32 ``[S]`` in -1..1 from an audio array ``[S]``, ``[C, S]`` or ``[S, C]``."""
     x = arr.detach() if isinstance(arr, torch.Tensor) else torch.from_numpy(np.asarray(arr))
     if x.numel() == 0:
         raise InputError(
             f"the audio array is empty (shape {tuple(x.shape)}): give at least "
             f"{MIN_AUDIO_SECONDS} s of speech"
         )
-    if x.ndim == 2:
-        x = x.mean(dim=0 if x.shape[0] <= x.shape[1] else 1, dtype=torch.float64)
-    elif x.ndim != 1:
+    if x.ndim not in (1, 2):
         raise InputError(f"an audio array must be [S], [C, S] or [S, C], got {tuple(x.shape)}")
-    elif x.dtype == torch.int16:
-        x = x.double()
-    scale = {torch.int16: 32768.0, torch.int32: 2147483648.0}.get(arr.dtype if isinstance(
-        arr, torch.Tensor) else torch.from_numpy(np.zeros(0, dtype=np.asarray(arr).dtype)).dtype)
-    if scale is not None:
-        x = x.double() / scale
+    full_scale = {torch.int16: 32768.0, torch.int32: 2147483648.0}.get(x.dtype)
+    if full_scale is not None:
+        x = x.double() / full_scale
     elif not x.is_floating_point():
         raise InputError(f"audio samples must be float (-1..1), int16 or int32, got {x.dtype}")
-    x = x.float()
     if not torch.isfinite(x).all():
         raise InputError("the audio array has NaN or infinite samples: give finite samples")
+    if x.ndim == 2:
+        x = x.double().mean(dim=0 if x.shape[0] <= x.shape[1] else 1)
     peak = float(x.abs().max())
     if peak > 2.0:
         raise InputError(
             f"float audio must be in -1..1, got a peak of {peak:.4g}: "
             "divide int16 samples by 32768 or pass the int16 array itself"
         )
-    return x
+    return x.float()
 
 
 def resample(
@@ -347,17 +343,25 @@ def _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out) -> torch.
 
 
 def _resample_direct(x, up, down, cutoff, half, width, beta, n_out) -> torch.Tensor:
-    """Per-output taps computed on the fly, for rate pairs with too many distinct phases."""
+    """Taps read from a finely sampled kernel table, for rate pairs with too many phases."""
+    oversample = 512  # table steps per input sample; linear interpolation between them
+    grid = torch.arange(-(width + 2) * oversample, (width + 2) * oversample + 1)
+    table = _sinc_kernel(grid.double() / oversample, cutoff, half, beta).float().to(x.device)
     out = torch.empty(x.shape[0], n_out, device=x.device)
+    # Input sample floor(t) - width + i is tap i; padding shifts indices by width.
     padded = torch.nn.functional.pad(x, (width, width + 2))
     span = torch.arange(2 * width + 2, device=x.device)
-    for start in range(0, n_out, 8192):
-        n = torch.arange(start, min(n_out, start + 8192), dtype=torch.float64, device=x.device)
+    for start in range(0, n_out, 16384):
+        n = torch.arange(start, min(n_out, start + 16384), dtype=torch.float64, device=x.device)
         t = n * down / up
-        first = torch.floor(t).long() - width
-        idx = first[:, None] + span[None, :]
-        weights = _sinc_kernel(idx.double() - t[:, None], cutoff, half, beta).float()
-        out[:, start : start + n.numel()] = (padded[:, idx + width] * weights).sum(-1)
+        base = torch.floor(t)
+        # Table position of tap i for output n: (i - width - (t - floor t)) samples.
+        pos = (span[None, :] + 2 - (t - base).float()[:, None]) * oversample
+        lo = pos.long()  # pos >= 0, so truncation is floor
+        weights = torch.lerp(torch.take(table, lo), torch.take(table, lo + 1), pos - lo)
+        idx = (base.long()[:, None] + span[None, :]).flatten()
+        taps = padded.index_select(1, idx).view(x.shape[0], n.numel(), span.numel())
+        out[:, start : start + n.numel()] = (taps * weights).sum(-1)
     return out
 
 
@@ -664,10 +668,14 @@ class VideoWriter:
         if self._audio_stream is None:
             return
         total = self._audio_samples.shape[0]
-        stop = total if until_seconds is None else min(total, round(until_seconds * self.audio.sample_rate))
+        stop = total
+        if until_seconds is not None:
+            stop = min(total, round(until_seconds * self.audio.sample_rate))
         if stop > self._audio_sent:
             chunk = self._audio_samples[None, self._audio_sent : stop]
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(chunk), format="flt", layout="mono"
+            )
             frame.sample_rate = self.audio.sample_rate
             frame.pts = None
             for packet in self._audio_stream.encode(frame):
@@ -717,34 +725,30 @@ class VideoWriter:
         return WriteResult(self.path, self.frames_written, video_duration, audio_duration)
 
     def _set_last_duration(self, packet, end_seconds: float) -> None:
-        """Make the track end at ``end_seconds``: the sum of sample durations sets its length."""
-        time_base = self._video.time_base  # the muxer's (fine) time base, set once it started
+        """Make the track end at ``end_seconds`` by shortening the final packet.
+
+        The MP4 track length is the sum of the sample durations; decode times are one frame
+        apart, so the last packet in decode order starts ``frames - 1`` frames after the first
+        and its duration is what is left up to the end (presentation order does not matter).
+        """
+        time_base = self._video.time_base  # the muxer's fine time base, set once it started
         scale = packet.time_base / time_base
         packet.pts = round(packet.pts * scale)
         packet.dts = round(packet.dts * scale)
-        end = round(Fraction(end_seconds).limit_denominator(1 << 20) / time_base)
-        # The final packet in decode order closes the track: its duration is what is left.
-        packet.duration = max(1, end - self._end_of_others(packet, scale))
+        rest = Fraction(end_seconds).limit_denominator(1 << 24) - Fraction(
+            self.frames_written - 1
+        ) / Fraction(self.fps).limit_denominator(1001)
+        packet.duration = max(1, round(rest / time_base))
         packet.time_base = time_base
-
-    def _end_of_others(self, packet, scale: Fraction) -> int:
-        """Decode time of the last packet, where its own duration starts (muxer time base)."""
-        # Track length = last dts + its duration - first dts; the muxer's edit list starts the
-        # presentation at the first pts, which x264 puts one B-frame delay after the first dts.
-        delay = round((self.frames_written - 1) * scale) - packet.dts
-        return packet.dts + delay - round((self.frames_written - 1) * scale) + round(
-            (self.frames_written - 1) * scale
-        )
 
     def _discard(self) -> None:
         """Abandon the output: close what is open and remove the partial file."""
         self._closed = True
         container = getattr(self, "_container", None)
         if container is not None:
-            try:
+            # The file is being thrown away: a trailer that fails to write does not matter.
+            with contextlib.suppress(*_DECODE_ERRORS):
                 container.close()
-            except _DECODE_ERRORS:
-                pass  # the file is being thrown away; a half-written trailer does not matter
         tmp = getattr(self, "_tmp", None)
         if tmp is not None:
             tmp.unlink(missing_ok=True)

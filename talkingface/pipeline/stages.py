@@ -50,7 +50,7 @@ class StreamProcessor(ABC, Generic[In, Out]):
         """The input has ended: return whatever output is still held back (or None)."""
 
 
-class Stage(ABC):
+class Stage(ABC):  # noqa: B024 - abstract by role; the kinds below add abstract methods
     """Common part of every stage.
 
     Subclasses set ``kind`` (via the three base classes below), a ``Config`` dataclass whose
@@ -98,7 +98,8 @@ class Stage(ABC):
                 default = f.default_factory()
             else:
                 default = None
-            type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            type_name = (f.type if isinstance(f.type, str)
+                         else getattr(f.type, "__name__", str(f.type)))
             out.append((f.name, type_name, default))
         return out
 
@@ -156,7 +157,7 @@ class AudioEncoder(Stage):
                 num_frames_for(end, audio.sample_rate, fps))
 
     def stream(self, fps: float) -> StreamProcessor[Audio, AudioFeatures]:
-        """Streaming run: default re-encodes a sliding window (exact under the locality contract)."""
+        """Streaming run: by default re-encodes a sliding window (exact under locality)."""
         return WindowedAudioStream(self, fps)
 
     def declarations(self) -> dict[str, Any]:
@@ -191,7 +192,8 @@ class WindowedAudioStream(StreamProcessor[Audio, AudioFeatures]):
     def push(self, chunk: Audio) -> AudioFeatures | None:
         if chunk.sample_rate != self.sr:
             raise ContractError(
-                f"{self.encoder.name}: stream chunk at {chunk.sample_rate} Hz, expected {self.sr} Hz"
+                f"{self.encoder.name}: stream chunk at {chunk.sample_rate} Hz, "
+                f"expected {self.sr} Hz"
             )
         if chunk.offset != self.received:
             raise ContractError(
