@@ -128,12 +128,14 @@ class Pipeline:
         return portrait if isinstance(portrait, PreparedPortrait) else self.graph.prepare(portrait)
 
     def load_audio(self, audio: AudioLike) -> Audio:
-        audio = as_audio(audio, self.graph.audio.sample_rate)
+        """Audio at the encoder's rate; silent audio refused unless ``allow_silent``."""
+        source = str(audio) if isinstance(audio, (str, Path)) else ""
+        clip = as_audio(audio, self.graph.audio.sample_rate)
         if not self.config.allow_silent:
             from talkingface.pipeline.media import check_not_silent
 
-            check_not_silent(audio, source=str(audio) if isinstance(audio, (str, Path)) else "")
-        return audio
+            check_not_silent(clip, source=source)
+        return clip
 
     def run(
         self,

@@ -140,9 +140,12 @@ def cmd_run(args) -> int:
     output = args.output or (Path("talkingface_demo.mp4") if demo
                              else Path(Path(audio).stem + ".mp4"))
     pipe = _pipeline(args)
-    _say(f"talkingface: {pipe.description} -> {output}")
+    from talkingface.pipeline.api import as_portrait
+
+    portrait, clip = as_portrait(image), pipe.load_audio(audio)  # bad inputs fail before output
+    _say(f"talkingface: {pipe.description}: {image} + {audio} -> {output}")
     progress = not args.no_progress and sys.stderr.isatty()
-    result = pipe.run(image, audio, output=output, progress=progress)
+    result = pipe.run(portrait, clip, output=output, progress=progress)
     info = result.output
     prof = result.profile
     _say(f"wrote {output} ({prof.frames} frames, {prof.audio_s:.2f} s) in {prof.wall_s:.1f} s "

@@ -5,6 +5,7 @@ talking-face MP4 (H.264 + AAC, trimmed to the audio, with provenance metadata) o
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import PIL.ImageOps
 import torch
 
 from talkingface.pipeline.contracts import Audio, Frames, Portrait, num_frames_for
-from talkingface.pipeline.errors import InputError
+from talkingface.pipeline.errors import ConfigError, InputError
 
 MIN_IMAGE_SIDE = 64
 """Smallest accepted portrait side in pixels: below this no face analysis can work."""
@@ -32,6 +33,19 @@ MIN_AUDIO_SECONDS = 0.05
 
 PROVENANCE = "AI-generated talking-face video (synthetic)"
 """Every written video says what it is: this goes into its title and comment."""
+
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+"""libx264 speed presets, fastest first (slower ones give smaller files at the same crf)."""
 
 # Sample rates the AAC encoder accepts as they are; anything else is encoded at 48 kHz.
 _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
@@ -62,6 +76,8 @@ def load_image(src: str | Path | np.ndarray | torch.Tensor | PIL.Image.Image) ->
             with PIL.Image.open(path) as img:
                 img.load()
                 pixels = _pil_to_rgb(img)
+        except InputError:
+            raise
         except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise InputError(
                 f"cannot read {path} as an image (jpg, png, webp): {exc}; "
@@ -98,7 +114,7 @@ def _pil_to_rgb(img: PIL.Image.Image) -> np.ndarray:
         return _array_to_rgb(np.asarray(img, dtype=np.float32))
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         return _composite_on_white(np.asarray(img.convert("RGBA")))
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # a writable copy: torch refuses read-only memory
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
@@ -181,6 +197,8 @@ def load_audio(
             raise InputError(
                 "an audio array needs its sample rate: call load_audio(array, sample_rate=...)"
             )
+        if int(sample_rate) != sample_rate or sample_rate <= 0:
+            raise InputError(f"sample_rate must be a positive whole number, got {sample_rate!r}")
         mono = _array_to_mono(src)
         samples = resample(mono, int(sample_rate), target_rate).clamp_(-1.0, 1.0)
         source = "<array>"
@@ -212,15 +230,15 @@ def _decode_audio_file(path: Path, target_rate: int) -> torch.Tensor:
                 "or a video with sound"
             )
         stream = container.streams.audio[0]
-        # Keep the channel layout so that the downmix is a plain mean (libswresample's own
-        # stereo -> mono matrix scales by 1/sqrt(2) instead).
+        # Keep the channel layout and average here: libswresample's own stereo -> mono
+        # matrix scales each channel by 1/sqrt(2), not 1/2. Averaging commutes with resampling.
         resampler = av.AudioResampler(format="fltp", rate=target_rate)
         parts: list[np.ndarray] = []
         try:
             for frame in container.decode(stream):
-                frame.pts = None  # the resampler re-times on its own; odd pts only confuse it
-                parts.extend(f.to_ndarray() for f in resampler.resample(frame))
-            parts.extend(f.to_ndarray() for f in resampler.resample(None))
+                frame.pts = None  # samples are joined in decode order; gaps in pts do not matter
+                parts.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(frame))
+            parts.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(None))
         except _DECODE_ERRORS as exc:
             raise InputError(
                 f"cannot decode audio from {path}: {exc}; the file may be damaged, "
@@ -229,8 +247,7 @@ def _decode_audio_file(path: Path, target_rate: int) -> torch.Tensor:
         declared = _declared_seconds(stream)
     if not parts:
         return torch.zeros(0)
-    channels = min(p.shape[0] for p in parts)
-    mono = np.concatenate([p[:channels].mean(axis=0) for p in parts]).astype(np.float32)
+    mono = np.concatenate(parts).astype(np.float32)
     if declared is not None:
         # AAC and MP3 decoders emit the encoder's padding after the last real sample; the
         # container's duration says where the sound ends. Only trust it for a small excess.
@@ -292,7 +309,7 @@ def resample(
         orig_rate, new_rate: sample rates in Hz.
         zero_crossings: sinc zero crossings on each side of a tap centre (filter length).
         rolloff: passband edge as a fraction of the lower Nyquist frequency.
-        beta: Kaiser window shape (12 gives ~-100 dB stopband side lobes).
+        beta: Kaiser window shape (12 keeps the stopband below -100 dB).
 
     Returns:
         ``[..., ceil(S * new_rate / orig_rate)]`` float32, sample ``n`` at time ``n / new_rate``.
@@ -314,7 +331,9 @@ def resample(
     width = math.ceil(half)
     taps = down + 2 * width + 1
     if up * taps <= 1 << 22:
-        y = _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out)
+        # conv1d is slow with few output channels: take several blocks per stride instead.
+        blocks = max(1, 32 // up)
+        y = _resample_polyphase(x, up * blocks, down * blocks, cutoff, half, width, beta, n_out)
     else:
         y = _resample_direct(x, up, down, cutoff, half, width, beta, n_out)
     return y.reshape(*lead, n_out)
@@ -327,14 +346,22 @@ def _sinc_kernel(offsets: torch.Tensor, cutoff: float, half: float, beta: float)
     return 2 * cutoff * torch.sinc(2 * cutoff * offsets) * window * (offsets.abs() <= half)
 
 
-def _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out) -> torch.Tensor:
-    """One conv1d: ``up`` phase filters slide over the input in strides of ``down`` samples."""
+@functools.lru_cache(maxsize=8)
+def _polyphase_kernel(up, down, cutoff, half, width, beta) -> torch.Tensor:
+    """float32 ``[up, down + 2 * width + 1]``: one filter per output phase (cached: building
+    it costs more than resampling a short clip)."""
     taps = down + 2 * width + 1
     # Output sample (block k, phase j) sits at input time k*down + j*down/up; filter j's tap i
     # reads input sample k*down - width + i.
     phase_time = torch.arange(up, dtype=torch.float64)[:, None] * down / up
     offsets = torch.arange(taps, dtype=torch.float64)[None, :] - width - phase_time
-    kernel = _sinc_kernel(offsets, cutoff, half, beta).float().to(x.device)
+    return _sinc_kernel(offsets, cutoff, half, beta).float()
+
+
+def _resample_polyphase(x, up, down, cutoff, half, width, beta, n_out) -> torch.Tensor:
+    """One conv1d: ``up`` phase filters slide over the input in strides of ``down`` samples."""
+    taps = down + 2 * width + 1
+    kernel = _polyphase_kernel(up, down, cutoff, half, width, beta).to(x.device)
     blocks = math.ceil(n_out / up)
     need = (blocks - 1) * down + taps
     x = torch.nn.functional.pad(x, (width, max(0, need - width - x.shape[-1])))
@@ -396,7 +423,7 @@ class VideoClip:
 
     Attributes:
         frames: uint8 ``[T, H, W, 3]`` RGB.
-        fps: average frame rate.
+        fps: frame rate (the declared one; the average for variable-rate video).
         audio: its sound track as 16 kHz mono, or None when it has none.
     """
 
@@ -408,7 +435,7 @@ class VideoClip:
 def read_video(
     path: str | Path, *, max_frames: int | None = None, size: int | None = None
 ) -> VideoClip:
-    """Decode a video file (for metrics on real talking videos).
+    """Decode a video file whole into memory (for metrics on short real talking videos).
 
     Args:
         path: any video FFmpeg reads.
@@ -428,10 +455,9 @@ def read_video(
                 raise InputError(f"{path} has no video track: give a video file (mp4, mov, mkv)")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate:
+            fps = _frame_rate(stream)
+            if fps is None:
                 raise InputError(f"{path} does not declare a frame rate: re-encode it as mp4")
-            fps = float(rate)
             has_audio = bool(container.streams.audio)
             for frame in container.decode(stream):
                 if max_frames is not None and len(frames) >= max_frames:
@@ -442,6 +468,8 @@ def read_video(
                     width = max(2, round(width * scale / 2) * 2)
                     height = max(2, round(height * scale / 2) * 2)
                 frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+    except InputError:
+        raise
     except _DECODE_ERRORS as exc:
         raise InputError(f"cannot read {path} as a video: {exc}; give an mp4, mov or mkv") from exc
     if not frames:
@@ -473,10 +501,9 @@ def probe_media(path: str | Path) -> dict:
         total = container.duration / 1e6 if container.duration is not None else None
         if container.streams.video:
             v = container.streams.video[0]
-            rate = v.average_rate or v.guessed_rate
             info["video"] = {
                 "frames": v.frames or _count_packets(path, "video"),
-                "fps": float(rate) if rate else None,
+                "fps": _frame_rate(v),
                 "width": v.codec_context.width,
                 "height": v.codec_context.height,
                 "duration": _declared_seconds(v) or total,
@@ -490,6 +517,19 @@ def probe_media(path: str | Path) -> dict:
                 "codec": a.codec_context.name,
             }
     return info
+
+
+def _frame_rate(stream) -> float | None:
+    """The nominal frame rate; the average one for variable-rate videos.
+
+    The average (frames / duration) of one of our own files is off by the shortened last
+    frame, so the declared rate wins whenever the two agree within 5 %.
+    """
+    declared = stream.guessed_rate or stream.base_rate
+    average = stream.average_rate
+    if declared and (not average or abs(float(declared) / float(average) - 1) < 0.05):
+        return float(declared)
+    return float(average) if average else None
 
 
 def _count_packets(path: Path, kind: str) -> int:
@@ -565,6 +605,12 @@ class VideoWriter:
             )
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
             raise InputError(f"fps must be a positive number, got {fps!r}")
+        if preset not in X264_PRESETS:
+            raise ConfigError(
+                f"unknown x264 preset {preset!r}: use one of {', '.join(X264_PRESETS)}"
+            )
+        if not (isinstance(crf, int) and 0 <= crf <= 51):
+            raise ConfigError(f"crf must be an int in 0..51 (18 = visually lossless), got {crf!r}")
         if audio is not None and audio.samples.ndim != 1:
             raise InputError(f"the sound track must be mono [S], got {tuple(audio.samples.shape)}")
         self.fps = float(fps)
@@ -572,6 +618,7 @@ class VideoWriter:
         self.audio = audio
         self.frames_written = 0
         self.frames_dropped = 0
+        self.result: WriteResult | None = None  # what close() returned (also after ``with``)
         self._closed = False
         self._last_frame: np.ndarray | None = None
         self._pending = None  # the newest video packet, held back to fix its duration at close
@@ -592,6 +639,12 @@ class VideoWriter:
             self._tmp: Path | None = Path(tmp)
             target: str | BinaryIO = tmp
         else:
+            seekable = getattr(path, "seekable", None)
+            if not fragmented and not (seekable is not None and seekable()):
+                raise InputError(
+                    "a plain MP4 needs a seekable output (its index is written last): "
+                    "pass fragmented=True to write to a pipe or stdout"
+                )
             self.path, self._tmp, target = None, None, path
         movflags = "use_metadata_tags"  # without it MP4 drops every tag it has no atom for
         if fragmented:
@@ -607,6 +660,11 @@ class VideoWriter:
             self._video = self._container.add_stream("libx264", rate=rate)
             self._video.width, self._video.height = width, height
             self._video.pix_fmt = "yuv420p"
+            # Convert and tag as BT.709 (limited range): untagged files are read as BT.601 by
+            # some players and BT.709 by others, which shifts colours.
+            context = self._video.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = 1  # BT.709
+            context.color_range = 1  # limited ("tv") range
             self._video.options = {"crf": str(crf), "preset": preset}
             if fragmented:
                 self._video.codec_context.gop_size = max(1, round(self.fps))
@@ -618,6 +676,9 @@ class VideoWriter:
                 self._audio_stream.layout = "mono"
                 self._audio_stream.bit_rate = 96000
                 self._audio_samples = audio.samples.detach().float().cpu().numpy()
+            # Opens the encoders and writes the header now: bad options fail here, not midway,
+            # and the muxer's time base (needed at close) is known.
+            self._container.start_encoding()
         except BaseException:
             self._discard()
             raise
@@ -649,7 +710,9 @@ class VideoWriter:
             self._encode_frame(frame)
 
     def _encode_frame(self, frame: np.ndarray) -> None:
-        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace="ITU709"
+        )
         video_frame.pts = self.frames_written
         self._mux_video(self._video.encode(video_frame))
         self.frames_written += 1
@@ -677,7 +740,8 @@ class VideoWriter:
                 np.ascontiguousarray(chunk), format="flt", layout="mono"
             )
             frame.sample_rate = self.audio.sample_rate
-            frame.pts = None
+            frame.pts = self._audio_sent
+            frame.time_base = Fraction(1, self.audio.sample_rate)
             for packet in self._audio_stream.encode(frame):
                 self._container.mux(packet)
             self._audio_sent = stop
@@ -693,7 +757,7 @@ class VideoWriter:
             if self._max_frames is not None and self.frames_written < self._max_frames:
                 missing = self._max_frames - self.frames_written
                 if self._last_frame is None:
-                    raise InputError("no frames were written: the renderer produced nothing")
+                    raise InputError("no frames were written: write at least one before close()")
                 warnings.warn(
                     f"{missing} frame(s) short of the audio: holding the last frame to the end",
                     stacklevel=2,
@@ -701,7 +765,7 @@ class VideoWriter:
                 for _ in range(missing):
                     self._encode_frame(self._last_frame)
             if self.frames_written == 0:
-                raise InputError("no frames were written: the renderer produced nothing")
+                raise InputError("no frames were written: write at least one before close()")
             self._mux_video(self._video.encode(None))
             video_duration = self.frames_written / self.fps
             audio_duration = None
@@ -722,7 +786,8 @@ class VideoWriter:
         except BaseException:
             self._discard()
             raise
-        return WriteResult(self.path, self.frames_written, video_duration, audio_duration)
+        self.result = WriteResult(self.path, self.frames_written, video_duration, audio_duration)
+        return self.result
 
     def _set_last_duration(self, packet, end_seconds: float) -> None:
         """Make the track end at ``end_seconds`` by shortening the final packet.

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import pytest
+
+from talkingface.pipeline.cli import build_parser, main
+
+SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config"]
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+    assert "examples:" in out
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: talkingface " + command in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_config_prints_resolved_yaml_with_override(capsys):
+    assert main(["config", "controls.emotion=happy", "seed=5"]) == 0
+    out = capsys.readouterr().out
+    assert "emotion: happy" in out and "seed: 5" in out and "params:" in out
+
+
+def test_config_unknown_stage_is_one_line_error(capsys):
+    assert main(["config", "render=nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown renderer 'nope'") and err.count("\n") == 1
+    assert "meshwarp" in err
+
+
+def test_plugins_lists_builtin_stages(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "origin: built-in" in out and "presets" in out and "default" in out
+
+
+def test_run_missing_image_is_a_clear_error(tmp_path, capsys):
+    code = main(["run", "--image", str(tmp_path / "nope.jpg"), "--audio",
+                 str(tmp_path / "nope.wav"), "--output", str(tmp_path / "o.mp4")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.jpg" in err[0] and "Traceback" not in err[0]
+
+
+def test_run_needs_both_inputs(tmp_path, capsys):
+    assert main(["run", "--image", str(tmp_path / "x.jpg")]) == 2
+    assert "both --image and --audio" in capsys.readouterr().err
+
+
+def test_bad_override_syntax(capsys):
+    assert main(["config", "render"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_debug_shows_traceback():
+    proc = subprocess.run([sys.executable, "-m", "talkingface.pipeline.cli", "--debug", "config",
+                           "render=nope"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_parser_accepts_overrides_after_options():
+    args = build_parser().parse_args(["run", "-i", "a.jpg", "-a", "b.wav", "audio=energy"])
+    assert args.overrides == ["audio=energy"] and args.image == "a.jpg"
