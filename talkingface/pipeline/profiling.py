@@ -64,11 +64,10 @@ class Profile:
 
     @property
     def overhead_ms_per_frame(self) -> float | None:
-        """Graph time outside the stages' own work, per frame (sink writes excluded)."""
+        """Graph time outside the stages' and the sink's own work, per frame."""
         if not self.frames:
             return None
-        sink_ms = sum(e.wall_ms for e in self.events if e.kind == "sink")
-        return max(0.0, self.wall_s * 1000 - self.stage_ms - sink_ms) / self.frames
+        return max(0.0, self.wall_s * 1000 - self.stage_ms) / self.frames
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per (kind, stage, method): calls, frames, total ms, ms/frame, frames/s."""
@@ -95,9 +94,9 @@ class Profile:
             if e.gpu_ms is not None:
                 row["gpu_ms"] = (row["gpu_ms"] or 0.0) + e.gpu_ms
             row["peak_mem_mb"] = max(row["peak_mem_mb"], e.peak_mem_mb)
-        frames = self.frames or 0
         for row in table.values():
-            per = row["frames"] or frames
+            # Per-frame figures only for calls that produce frames (not load/prepare).
+            per = row["frames"]
             row["ms_per_frame"] = row["total_ms"] / per if per else None
             row["fps"] = per / (row["total_ms"] / 1000) if per and row["total_ms"] > 0 else None
         return list(table.values())
