@@ -1,10 +1,12 @@
-"""Built-in renderers and the face analysis they need."""
+"""Built-in renderers (``meshwarp``: the face-mesh warp, the default) and the face analysis
+they need."""
 
 from __future__ import annotations
 
 from talkingface.pipeline.hookspecs import hookimpl
+from talkingface.plugins.render.meshwarp import MeshWarpRenderer
 
 
 @hookimpl
 def register_renderers(register):
-    pass
+    register(MeshWarpRenderer)
