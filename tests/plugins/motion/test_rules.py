@@ -1,0 +1,203 @@
+"""Tests of the ``rules`` motion generator: conformance for both feature kinds, then behaviour
+with known answers on hand-made features."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from talkingface.pipeline.contracts import AudioFeatures, Controls
+from talkingface.pipeline.errors import ContractError
+from talkingface.plugins.audio.energy import ENERGY_NAMES, EnergyEncoder
+from talkingface.plugins.audio.visemes import VISEME_FEATURES, VISEMES
+from talkingface.plugins.motion.rules import RulesMotion
+from talkingface.testing import FPS, MotionGeneratorConformance, synthetic_speech
+
+
+def viseme_features(sequence: list[tuple[str, int]], level: float = 0.8) -> AudioFeatures:
+    """One-hot viseme posteriors: ``[(viseme, frames), ...]``; speech level for non-silence."""
+    rows = []
+    for viseme, frames in sequence:
+        row = torch.zeros(len(VISEME_FEATURES))
+        row[VISEMES.index(viseme)] = 1.0
+        row[-1] = 0.0 if viseme == "sil" else level
+        rows += [row] * frames
+    return AudioFeatures(torch.stack(rows), FPS, "visemes", VISEME_FEATURES)
+
+
+def silent_energy(frames: int) -> AudioFeatures:
+    values = torch.zeros(frames, len(ENERGY_NAMES))
+    values[:, ENERGY_NAMES.index("loudness_db")] = -100.0
+    return AudioFeatures(values, FPS, "energy", ENERGY_NAMES)
+
+
+def babble(seconds: float) -> AudioFeatures:
+    """Syllable-like viseme sequence with pauses (deterministic)."""
+    cycle = [("PP", 2), ("aa", 5), ("DD", 2), ("E", 4), ("SS", 3), ("ou", 5), ("sil", 4),
+             ("kk", 2), ("ih", 4), ("nn", 2), ("oh", 5), ("sil", 12)]
+    seq, total = [], 0
+    while total < seconds * FPS:
+        for item in cycle:
+            seq.append(item)
+            total += item[1]
+    return viseme_features(seq).slice(0, int(seconds * FPS))
+
+
+def col(motion, name):
+    return motion.get(name)
+
+
+class TestRulesOnEnergy(MotionGeneratorConformance):
+    def make_stage(self):
+        return RulesMotion()
+
+    def make_features(self, stage):
+        return EnergyEncoder().encode(synthetic_speech(3.0), FPS)
+
+
+class TestRulesOnVisemes(MotionGeneratorConformance):
+    def make_stage(self):
+        return RulesMotion()
+
+    def make_features(self, stage):
+        return babble(4.0)
+
+
+def test_silence_keeps_the_mouth_closed_and_still():
+    gen = RulesMotion()
+    for feats in (silent_energy(100), viseme_features([("sil", 100)])):
+        motion = gen.generate(feats, Controls(seed=1))
+        mouth = motion.expression[:, :4]
+        assert mouth.abs().max() < 1e-6
+
+
+def test_bilabial_presses_the_lips_and_closes_the_jaw():
+    feats = viseme_features([("aa", 20), ("PP", 10), ("aa", 20)])
+    motion = RulesMotion().generate(feats, Controls(seed=0))
+    inside = slice(23, 30)
+    assert col(motion, "lip_press")[inside].min() > 0.8
+    assert col(motion, "jaw_open")[inside].max() < 0.15
+    assert col(motion, "lip_press")[10:18].max() < 0.05
+
+
+def test_open_vowel_opens_the_jaw_and_rounded_vowel_rounds():
+    motion = RulesMotion().generate(viseme_features([("sil", 10), ("aa", 15), ("ou", 15)]),
+                                    Controls(seed=0))
+    vowel_a, vowel_u = slice(16, 22), slice(31, 38)  # settled, before the next anticipation
+    assert col(motion, "jaw_open")[vowel_a].min() > 0.5
+    assert col(motion, "mouth_round")[vowel_u].min() > 0.6
+    assert col(motion, "mouth_round")[vowel_a].max() < 0.1
+
+
+def test_mouth_anticipates_and_never_snaps():
+    motion = RulesMotion().generate(viseme_features([("sil", 10), ("aa", 20)]), Controls(seed=0))
+    jaw = col(motion, "jaw_open")
+    assert jaw[9] > 0.05  # starts opening before the vowel (lookahead)
+    assert (jaw[1:] - jaw[:-1]).abs().max() < 0.35  # no one-frame jumps
+
+
+def test_energy_features_drive_the_jaw_with_loudness():
+    motion = RulesMotion().generate(EnergyEncoder().encode(synthetic_speech(3.0), FPS), Controls())
+    jaw = col(motion, "jaw_open")
+    assert jaw.max() > 0.4 and jaw.min() < 0.05
+
+
+def test_blink_rate_is_natural_and_blinks_are_short():
+    motion = RulesMotion().generate(babble(60.0), Controls(seed=3, blink_rate=17.0))
+    blink = col(motion, "blink_l")
+    starts = ((blink[1:] > 0) & (blink[:-1] == 0)).nonzero().flatten()
+    assert 10 <= len(starts) <= 30
+    closed = (blink > 0).float()
+    lengths = []
+    run = 0
+    for value in closed.tolist() + [0.0]:
+        if value:
+            run += 1
+        elif run:
+            lengths.append(run / FPS)
+            run = 0
+    assert max(lengths) <= 0.4 and blink.max() > 0.9
+    assert torch.equal(blink, col(motion, "blink_r"))
+
+
+def test_blink_rate_control_and_seed():
+    feats = babble(60.0)
+    gen = RulesMotion()
+    none = gen.generate(feats, Controls(blink_rate=0.0))
+    assert col(none, "blink_l").max() == 0
+    a = col(gen.generate(feats, Controls(seed=1)), "blink_l")
+    b = col(gen.generate(feats, Controls(seed=2)), "blink_l")
+    assert not torch.equal(a, b)
+
+
+def test_still_head_keeps_the_pose_constant():
+    motion = RulesMotion().generate(babble(10.0), Controls(still_head=True, head_distance=1.3))
+    assert torch.equal(motion.pose, motion.pose[:1].expand_as(motion.pose))
+    assert motion.pose[0, 5].item() == pytest.approx(1.3)
+
+
+def test_head_moves_smoothly_with_natural_amplitude():
+    motion = RulesMotion().generate(babble(20.0), Controls(seed=5))
+    angles = torch.rad2deg(motion.pose[:, :3])
+    delta = (angles[1:] - angles[:-1]).abs().mean().item()
+    assert 0.1 < delta < 0.45  # degrees per frame at 25 fps; real videos: 0.20-0.39
+    jerk = (angles[2:] - 2 * angles[1:-1] + angles[:-2]).abs()
+    assert jerk.mean() < 0.15 and jerk.max() < 0.8  # no frame-to-frame jitter
+    lively = RulesMotion().generate(babble(20.0), Controls(seed=5, head_motion=2.0))
+    assert lively.pose[:, 0].std() > 1.5 * motion.pose[:, 0].std()
+
+
+def test_head_distance_sets_the_scale_column():
+    motion = RulesMotion().generate(babble(4.0), Controls(head_distance=0.8))
+    assert torch.allclose(motion.pose[:, 5], torch.tensor(0.8))
+
+
+@pytest.mark.parametrize(
+    ("emotion", "name"),
+    [("happy", "smile"), ("sad", "frown"), ("surprised", "brow_up"), ("angry", "brow_down")],
+)
+def test_emotion_shows_in_the_face(emotion, name):
+    gen = RulesMotion()
+    feats = babble(4.0)
+    neutral = gen.generate(feats, Controls())
+    moved = gen.generate(feats, Controls(emotion=emotion, emotion_strength=0.8))
+    assert col(moved, name).mean() > col(neutral, name).mean() + 0.2
+
+
+def test_fixed_gaze_is_held_and_natural_gaze_fixates():
+    gen = RulesMotion()
+    fixed = gen.generate(babble(10.0), Controls(gaze=(0.3, -0.2)))
+    assert torch.allclose(col(fixed, "gaze_x"), torch.tensor(0.3))
+    assert torch.allclose(col(fixed, "gaze_y"), torch.tensor(-0.2))
+    natural = col(gen.generate(babble(20.0), Controls(seed=4)), "gaze_x")
+    moving = ((natural[1:] - natural[:-1]).abs() > 1e-3).float().mean()
+    assert 0 < moving < 0.4  # mostly fixations, a few saccades
+    assert natural.abs().max() <= 0.4
+
+
+def test_streaming_emits_after_the_lookahead():
+    gen = RulesMotion()
+    proc = gen.stream(Controls())
+    feats = babble(2.0)
+    first = proc.push(feats.slice(0, 5))
+    assert first is not None and first.num_frames == 5 - gen.lookahead_frames
+    assert first.start_frame == 0
+
+
+def test_rejects_bad_controls_and_features():
+    gen = RulesMotion()
+    with pytest.raises(TypeError):
+        gen.generate(babble(1.0), {"emotion": "happy"})
+    with pytest.raises(ContractError):
+        Controls(emotion="bored")
+    with pytest.raises(ContractError, match="accepts energy or visemes"):
+        gen.generate(AudioFeatures(torch.zeros(5, 3), FPS, "mel80"), Controls())
+    with pytest.raises(ContractError, match="need the columns"):
+        gen.generate(AudioFeatures(torch.zeros(5, 3), FPS, "energy"), Controls())
+
+
+def test_declares_what_the_renderer_needs():
+    assert math.isclose(RulesMotion.lookahead_frames / FPS, 0.08)
+    assert RulesMotion().declarations()["accepts"] == ["energy", "visemes"]
