@@ -240,8 +240,11 @@ class StageGraph:
         """Push audio chunks through every stage; yield frames as soon as they exist.
 
         ``chunks`` are consecutive mono ``Audio`` pieces (any rate, the same for all). After the
-        generator is exhausted, ``self.last_profile`` holds the profile with the start latency:
-        the audio that had to arrive before the first frame, plus the compute until it came out.
+        generator is exhausted, ``self.last_profile`` holds the profile with the start latency
+        as a live run would see it: the audio that had to arrive before the first frame could
+        exist, plus the compute of the chunk that produced it (earlier chunks are processed
+        while later audio is still being recorded). Compute of the earlier chunks is reported
+        too (``start_compute_ms``), for runs slower than real time.
         """
         with self._profiling("stream", profile) as profiler:
             prepared = self._prepared(portrait)
@@ -252,18 +255,21 @@ class StageGraph:
             audio_rate = None
             first_in = None
             emitted = 0
+            chunk_start = 0.0
             for chunk in chunks:
                 chunk = self._audio_for_encoder(Audio(chunk.samples, chunk.sample_rate, 0))
                 chunk = Audio(chunk.samples, chunk.sample_rate, received)
                 audio_rate = chunk.sample_rate
                 received += chunk.num_samples
+                chunk_start = time.perf_counter()
                 if first_in is None:
-                    first_in = time.perf_counter()
+                    first_in = chunk_start
                 for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc):
                     if emitted == 0 and profiler is not None:
-                        compute_ms = (time.perf_counter() - first_in) * 1000
+                        now = time.perf_counter()
                         waited_ms = received / audio_rate * 1000
-                        profiler.profile.start_latency_ms = waited_ms + compute_ms
+                        profiler.profile.start_latency_ms = waited_ms + (now - chunk_start) * 1000
+                        profiler.profile.start_compute_ms = (now - first_in) * 1000
                     emitted += frames.num_frames
                     yield frames
             if first_in is None:

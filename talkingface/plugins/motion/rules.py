@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from talkingface.pipeline.contracts import AudioFeatures, Controls, Motion
-from talkingface.pipeline.errors import ContractError
+from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.pipeline.stages import MotionGenerator, StreamProcessor
 
 OUTPUT_NAMES: tuple[str, ...] = (
@@ -87,6 +87,8 @@ class RulesConfig:
         nod_deg: head-pitch amplitude of the nod on a strong syllable onset, in degrees.
         blink_min_s: shortest blink, seconds.
         blink_max_s: longest blink, seconds.
+        anticipation_frames: future frames (0-2) the mouth blends in before a sound is heard
+            (coarticulation); each one adds a frame of streaming latency.
     """
 
     mouth_gain: float = 1.0
@@ -96,6 +98,7 @@ class RulesConfig:
     nod_deg: float = 1.6
     blink_min_s: float = 0.12
     blink_max_s: float = 0.35
+    anticipation_frames: int = 2
 
 
 class RulesMotion(MotionGenerator):
@@ -130,6 +133,15 @@ class RulesMotion(MotionGenerator):
     space = None
     lookahead_frames = 2
     Config = RulesConfig
+
+    def __init__(self, config=None, *, device="cpu") -> None:
+        super().__init__(config, device=device)
+        if not 0 <= self.config.anticipation_frames <= 2:
+            raise ConfigError(
+                "rules: anticipation_frames must be 0, 1 or 2, got "
+                f"{self.config.anticipation_frames}"
+            )
+        self.lookahead_frames = self.config.anticipation_frames
 
     def generate(self, features: AudioFeatures, controls: Controls) -> Motion:
         if not isinstance(features, AudioFeatures):
