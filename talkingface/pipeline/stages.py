@@ -27,7 +27,7 @@ from talkingface.pipeline.contracts import (
     PreparedPortrait,
     num_frames_for,
 )
-from talkingface.pipeline.errors import ContractError
+from talkingface.pipeline.errors import ContractError, InputError
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -149,6 +149,42 @@ class AudioEncoder(Stage):
         Returns:
             ``AudioFeatures`` with ``values [stop - first, D]`` and ``start_frame = first``.
         """
+
+    max_fps: ClassVar[float] = 240.0
+    """Highest frame rate the encoder can resolve (e.g. its analysis hop rate)."""
+
+    def check_audio(self, audio: object, fps: float) -> torch.Tensor:
+        """The mono samples ``[S]`` of ``audio``, or a clear error for input ``encode`` can't use.
+
+        Raises:
+            TypeError: not an ``Audio``.
+            ContractError: wrong sample rate, a batch of clips, or an unusable fps.
+            InputError: NaN or infinite samples.
+        """
+        name = self.name or type(self).__name__
+        if not isinstance(audio, Audio):
+            raise TypeError(
+                f"{name}: expected talkingface Audio, got {type(audio).__name__}; "
+                "wrap the waveform as Audio(samples, sample_rate)"
+            )
+        if audio.sample_rate != self.sample_rate:
+            raise ContractError(
+                f"{name}: audio at {audio.sample_rate} Hz, expected {self.sample_rate} Hz; "
+                "resample it first (the pipeline does this when it loads audio)"
+            )
+        samples = audio.samples
+        if samples.ndim == 2:
+            if samples.shape[0] != 1:
+                raise ContractError(
+                    f"{name}: encodes one clip at a time, got a batch of {samples.shape[0]}; "
+                    "call encode once per clip"
+                )
+            samples = samples[0]
+        if not isinstance(fps, (int, float)) or not 0 < fps <= self.max_fps:
+            raise ContractError(f"{name}: fps must be in (0, {self.max_fps:g}], got {fps!r}")
+        if not torch.isfinite(samples).all():
+            raise InputError(f"{name}: the audio contains NaN or infinite samples; fix the file")
+        return samples
 
     def frame_range(self, audio: Audio, fps: float) -> tuple[int, int]:
         """All frames covered by ``audio`` (its offset included)."""

@@ -56,12 +56,13 @@ class EnergyEncoder(AudioEncoder):
     sample_rate = mel.SAMPLE_RATE
     context_s = (_ONSET_FRAMES * mel.HOP + _VOICING_WIDTH // 2) / mel.SAMPLE_RATE
     lookahead_s = (_VOICING_WIDTH // 2) / mel.SAMPLE_RATE
+    max_fps = mel.MAX_FPS
     Config = EnergyConfig
 
     def encode(
         self, audio: Audio, fps: float, frames: tuple[int, int] | None = None
     ) -> AudioFeatures:
-        samples = mel.check_audio(audio, self.name or "energy", fps)
+        samples = self.check_audio(audio, fps)
         first, stop = frames if frames is not None else self.frame_range(audio, fps)
         k0, k1 = mel.analysis_range(first, stop, fps)
         if stop <= first:

@@ -12,9 +12,6 @@ import math
 
 import torch
 
-from talkingface.pipeline.contracts import Audio
-from talkingface.pipeline.errors import ContractError
-
 SAMPLE_RATE = 16000
 HOP = 160
 """Samples between analysis frames (10 ms at 16 kHz)."""
@@ -27,31 +24,6 @@ LEVEL_RANGE_DB = 45.0
 """Default loudness span that maps to speech level 0..1."""
 MAX_FPS = SAMPLE_RATE / HOP
 """Video frame rates above this would leave frames without an analysis frame."""
-
-
-def check_audio(audio: object, encoder: str, fps: float) -> torch.Tensor:
-    """The mono samples ``[S]`` of ``audio``, or a clear error for anything an encoder can't use."""
-    if not isinstance(audio, Audio):
-        raise TypeError(
-            f"{encoder}: expected talkingface Audio, got {type(audio).__name__}; "
-            "wrap the waveform as Audio(samples, sample_rate)"
-        )
-    if audio.sample_rate != SAMPLE_RATE:
-        raise ContractError(
-            f"{encoder}: audio at {audio.sample_rate} Hz, expected {SAMPLE_RATE} Hz; "
-            "resample it first (the pipeline does this when it loads audio)"
-        )
-    samples = audio.samples
-    if samples.ndim == 2:
-        if samples.shape[0] != 1:
-            raise ContractError(
-                f"{encoder}: encodes one clip at a time, got a batch of {samples.shape[0]}; "
-                "call encode once per clip"
-            )
-        samples = samples[0]
-    if not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise ContractError(f"{encoder}: fps must be in (0, {MAX_FPS:g}], got {fps!r}")
-    return samples
 
 
 def analysis_range(first: int, stop: int, fps: float) -> tuple[int, int]:

@@ -105,6 +105,7 @@ class VisemeEncoder(AudioEncoder):
     sample_rate = mel.SAMPLE_RATE
     context_s = (CONTEXT_FRAMES * mel.HOP + mel.WIN // 2) / mel.SAMPLE_RATE
     lookahead_s = (LOOKAHEAD_FRAMES * mel.HOP + mel.WIN // 2) / mel.SAMPLE_RATE
+    max_fps = mel.MAX_FPS
     Config = VisemeConfig
 
     def load(self) -> None:
@@ -129,7 +130,7 @@ class VisemeEncoder(AudioEncoder):
     def encode(
         self, audio: Audio, fps: float, frames: tuple[int, int] | None = None
     ) -> AudioFeatures:
-        samples = mel.check_audio(audio, self.name or "visemes", fps)
+        samples = self.check_audio(audio, fps)
         self.ensure_loaded()
         first, stop = frames if frames is not None else self.frame_range(audio, fps)
         if stop <= first:

@@ -9,7 +9,13 @@ from typing import ClassVar
 import torch
 
 from talkingface.kernels.warp2d import warp2d
-from talkingface.pipeline.contracts import Frames, Motion, Portrait, PreparedPortrait
+from talkingface.pipeline.contracts import (
+    EXPRESSION_NAMES,
+    Frames,
+    Motion,
+    Portrait,
+    PreparedPortrait,
+)
 from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.pipeline.stages import Renderer
 from talkingface.plugins.render.mesh import (
@@ -78,21 +84,7 @@ class MeshWarpRenderer(Renderer):
     name: ClassVar[str] = "meshwarp"
     Config: ClassVar[type] = MeshWarpConfig
     requires: ClassVar[tuple[str, ...]] = ("jaw_open",)
-    uses: ClassVar[tuple[str, ...]] = (
-        "mouth_wide",
-        "mouth_round",
-        "lip_press",
-        "smile",
-        "frown",
-        "blink_l",
-        "blink_r",
-        "brow_up",
-        "brow_down",
-        "gaze_x",
-        "gaze_y",
-        "cheek_puff",
-        "tongue",
-    )
+    uses: ClassVar[tuple[str, ...]] = tuple(n for n in EXPRESSION_NAMES if n != "jaw_open")
 
     def __init__(self, config=None, *, device="cpu") -> None:
         super().__init__(config, device=device)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from talkingface.pipeline.contracts import Audio, AudioFeatures
-from talkingface.pipeline.errors import ContractError, InputError
 from talkingface.pipeline.stages import AudioEncoder
 
 VISEMES: tuple[str, ...] = (
@@ -106,6 +105,7 @@ class FormantVisemeEncoder(AudioEncoder):
     sample_rate = SAMPLE_RATE
     context_s = (PAST * HOP + PITCH_WIN // 2 + 1) / SAMPLE_RATE
     lookahead_s = (AHEAD * HOP + PITCH_WIN // 2) / SAMPLE_RATE
+    max_fps = MAX_FPS
     Config = FormantConfig
 
     def load(self) -> None:
@@ -123,7 +123,7 @@ class FormantVisemeEncoder(AudioEncoder):
     def encode(
         self, audio: Audio, fps: float, frames: tuple[int, int] | None = None
     ) -> AudioFeatures:
-        samples = _checked_samples(audio, fps, self.name or "formants")
+        samples = self.check_audio(audio, fps).double()
         self.ensure_loaded()
         first, stop = frames if frames is not None else self.frame_range(audio, fps)
         if stop <= first:
@@ -233,33 +233,6 @@ class FormantVisemeEncoder(AudioEncoder):
         d1 = (_bark(f1)[:, None] - targets[:, 0]) / (0.8 * self.config.chart_width)
         d2 = (_bark(f2)[:, None] - targets[:, 1]) / (1.2 * self.config.chart_width)
         return torch.softmax(-0.5 * (d1.square() + d2.square()), dim=1)
-
-
-def _checked_samples(audio: object, fps: float, encoder: str) -> torch.Tensor:
-    """Mono float64 samples ``[S]`` of ``audio``, or an error that says what to pass instead."""
-    if not isinstance(audio, Audio):
-        raise TypeError(
-            f"{encoder}: expected talkingface Audio, got {type(audio).__name__}; wrap the "
-            "waveform as Audio(samples, sample_rate)"
-        )
-    if audio.sample_rate != SAMPLE_RATE:
-        raise ContractError(
-            f"{encoder}: audio at {audio.sample_rate} Hz, expected {SAMPLE_RATE} Hz; resample "
-            "it first (the pipeline does this when it loads audio)"
-        )
-    samples = audio.samples
-    if samples.ndim == 2:
-        if samples.shape[0] != 1:
-            raise ContractError(
-                f"{encoder}: encodes one clip at a time, got a batch of {samples.shape[0]}; "
-                "call encode once per clip"
-            )
-        samples = samples[0]
-    if not isinstance(fps, (int, float)) or not 0 < fps <= MAX_FPS:
-        raise ContractError(f"{encoder}: fps must be in (0, {MAX_FPS:g}], got {fps!r}")
-    if not torch.isfinite(samples).all():
-        raise InputError(f"{encoder}: the audio contains NaN or infinite samples; fix the file")
-    return samples.double()
 
 
 def _centre_index(t: int, fps: float) -> int:
