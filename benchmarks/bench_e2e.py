@@ -2,7 +2,8 @@
 start latency, and peak memory as the audio grows.
 
 Each measurement runs in a fresh subprocess so peak RSS is per run. Audio longer than the given
-clip is the clip repeated (speech all the way through).
+clip is the clip repeated (speech all the way through), written to a temporary WAV that the
+pipeline reads like a user's file.
 
     python benchmarks/bench_e2e.py --image ../shared/evaldata/images/p09_man_webcam_room_512.jpg \
         --audio ../shared/evaldata/audio/a03_en_hdtf_radio31_8s.wav --seconds 60 600
@@ -21,17 +22,12 @@ from pathlib import Path
 
 
 def _child(args) -> None:
-    import numpy as np
     import torch
 
     from talkingface.pipeline.api import Pipeline
-    from talkingface.pipeline.media import load_audio
 
     pipe = Pipeline.from_config(args.preset, args.overrides)
-    clip = load_audio(args.audio, target_rate=pipe.graph.audio.sample_rate)
-    reps = int(np.ceil(args.child_seconds * clip.sample_rate / clip.num_samples))
-    samples = clip.samples.repeat(reps)[: int(args.child_seconds * clip.sample_rate)]
-    audio = (samples.numpy(), clip.sample_rate)
+    audio = args.audio
     prepared = pipe.prepare(args.image)
     out = {}
     if args.mode == "batch":
@@ -53,11 +49,32 @@ def _child(args) -> None:
     print(json.dumps(out))
 
 
+def long_wav(source: str, seconds: float, path: Path) -> None:
+    """``source`` repeated to ``seconds``, as 16-bit 16 kHz mono WAV."""
+    import wave
+
+    import numpy as np
+
+    from talkingface.pipeline.media import load_audio
+
+    clip = load_audio(source, target_rate=16000).samples.numpy()
+    reps = int(np.ceil(seconds * 16000 / clip.shape[0]))
+    pcm = (np.tile(clip, reps)[: int(seconds * 16000)] * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes(pcm.tobytes())
+
+
 def run_child(args, seconds: float, mode: str) -> dict:
-    cmd = [sys.executable, __file__, "--child-seconds", str(seconds), "--mode", mode,
-           "--image", args.image, "--audio", args.audio, "--preset", args.preset,
-           *args.overrides]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "long.wav"
+        long_wav(args.audio, seconds, wav)
+        cmd = [sys.executable, __file__, "--child-seconds", str(seconds), "--mode", mode,
+               "--image", args.image, "--audio", str(wav), "--preset", args.preset,
+               *args.overrides]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

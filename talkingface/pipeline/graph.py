@@ -134,6 +134,7 @@ class StageGraph:
         self.controls = controls or Controls()
         self.pm = plugin_manager
         self.last_profile: Profile | None = None
+        self.encode_block_s = 60.0
 
     @property
     def stages(self) -> tuple[AudioEncoder, MotionGenerator, Renderer]:
@@ -202,7 +203,7 @@ class StageGraph:
         with self._profiling("batch", profile) as profiler:
             audio = self._audio_for_encoder(audio)
             prepared = self._prepared(portrait)
-            features = self.call(self.audio, "encode", audio, self.fps)
+            features = self._encode_blocks(audio)
             motion = self.call(self.motion, "generate", features, self.controls)
             total = motion.num_frames
             for start in range(0, total, self.chunk_frames):
@@ -216,6 +217,18 @@ class StageGraph:
         frames = output if isinstance(sink, FrameCollector) else None
         return RunResult(frames, features, motion, prepared, prof,
                          None if isinstance(sink, FrameCollector) else output)
+
+    def _encode_blocks(self, audio: Audio) -> AudioFeatures:
+        """Features of the whole clip. Long clips are encoded in blocks through the encoder's
+        stream processor (exact under the locality contract), so an encoder's intermediate
+        activations stay bounded however long the audio is; short clips in one call."""
+        block = round(self.encode_block_s * audio.sample_rate)
+        if audio.num_samples <= block:
+            return self.call(self.audio, "encode", audio, self.fps)
+        processor = self.audio.stream(self.fps)
+        parts = [self.push(self.audio, processor, chunk) for chunk in audio.chunks(block)]
+        parts.append(self.flush(self.audio, processor))
+        return AudioFeatures.concat([p for p in parts if p is not None and p.num_frames])
 
     def _prepared(self, portrait: Portrait | PreparedPortrait) -> PreparedPortrait:
         if isinstance(portrait, PreparedPortrait):

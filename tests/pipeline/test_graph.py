@@ -135,3 +135,12 @@ def test_prepared_portrait_for_another_renderer_is_refused(pm, controls, portrai
     other = prepared.__class__(prepared.portrait, "other", prepared.size, prepared.state)
     with pytest.raises(ContractError, match="prepare it again"):
         g.run(other, speech)
+
+
+def test_long_audio_is_encoded_in_exact_blocks(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    whole = g.run(portrait, speech).features
+    g.encode_block_s = 0.3
+    blocks = g.run(portrait, speech).features
+    assert blocks.num_frames == whole.num_frames
+    assert torch.equal(blocks.values, whole.values)
