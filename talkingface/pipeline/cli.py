@@ -142,7 +142,9 @@ def cmd_run(args) -> int:
     pipe = _pipeline(args)
     from talkingface.pipeline.api import as_portrait
 
-    portrait, clip = as_portrait(image), pipe.load_audio(audio)  # bad inputs fail before output
+    # Bad inputs (no face included) fail here, before anything is written.
+    portrait = pipe.prepare(as_portrait(image))
+    clip = pipe.load_audio(audio)
     _say(f"talkingface: {pipe.description}: {image} + {audio} -> {output}")
     progress = not args.no_progress and sys.stderr.isatty()
     result = pipe.run(portrait, clip, output=output, progress=progress)
@@ -260,7 +262,21 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    previous, warnings.showwarning = warnings.showwarning, _one_line_warning
+    try:
+        return _main(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _main(argv: list[str] | None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()

@@ -151,7 +151,7 @@ def _keys_of(node: Any) -> str:
 def _explain(exc: OmegaConfBaseException, schema: Any) -> str:
     """One-line explanation of an omegaconf error, with the valid keys when a key is unknown."""
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-    msg = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    msg = (getattr(exc, "msg", None) or str(exc)).strip().splitlines()[0]
     if "not in struct" in str(exc) or "Key '" in str(exc) and "not" in str(exc):
         parent = schema
         parts = str(key).split(".")[:-1] if key else []
