@@ -227,7 +227,7 @@ def video_inputs(
             if max_seconds is not None:
                 from talkingface.pipeline.media import probe_media
 
-                fps = float(getattr(probe_media(video), "fps", None) or 60.0)
+                fps = float((probe_media(video).get("video") or {}).get("fps") or 60.0)
                 max_frames = int(math.ceil(max_seconds * fps))
             clip = read_video(video, max_frames=max_frames)
             if clip.audio is None:
