@@ -232,7 +232,9 @@ def cmd_profile(args) -> int:
             pass
         prof = pipe.last_profile
     else:
-        prof = pipe.run(image, audio).profile
+        from talkingface.pipeline.graph import DiscardSink
+
+        prof = pipe.run(image, audio, sink=DiscardSink()).profile
     print(f"pipeline: {pipe.description} ({prof.mode}, device {prof.device})")
     print(prof.table())
     prof.write_json(args.json)

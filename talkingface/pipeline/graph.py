@@ -55,6 +55,13 @@ class FrameCollector(Sink):
         return Frames.concat(self.parts) if self.parts else None
 
 
+class DiscardSink(Sink):
+    """Drops frames (profiling and benchmarks measure the stages, not a file writer)."""
+
+    def write(self, frames: Frames) -> None:
+        pass
+
+
 class _SinkStage:
     """Lets sink writes go through ``call_stage`` so they appear in profiles."""
 

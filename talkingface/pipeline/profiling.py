@@ -118,16 +118,16 @@ class Profile:
 
     def table(self) -> str:
         """Human-readable per-stage table."""
-        head = f"{'kind':<7}{'stage':<14}{'method':<13}{'calls':>6}{'frames':>8}"
-        head += f"{'total ms':>11}{'ms/frame':>10}{'frames/s':>10}{'peak MB':>9}"
+        head = f"{'kind':<7}{'stage':<16}{'method':<15}{'calls':>6}{'frames':>8}"
+        head += f"{'total ms':>11}{'ms/frame':>10}{'frames/s':>11}{'peak MB':>9}"
         lines = [head, "-" * len(head)]
         for r in self.rows():
             mpf = f"{r['ms_per_frame']:.2f}" if r["ms_per_frame"] is not None else "-"
-            fps = f"{r['fps']:.1f}" if r["fps"] is not None else "-"
+            fps = f"{r['fps']:.4g}" if r["fps"] is not None else "-"
             method = r["method"] + (f" [{r['backend']}]" if r["backend"] else "")
             lines.append(
-                f"{r['kind']:<7}{r['stage']:<14}{method:<13}{r['calls']:>6}{r['frames']:>8}"
-                f"{r['total_ms']:>11.1f}{mpf:>10}{fps:>10}{r['peak_mem_mb']:>9.0f}"
+                f"{r['kind']:<7}{r['stage'][:15]:<16}{method[:14]:<15}{r['calls']:>6}"
+                f"{r['frames']:>8}{r['total_ms']:>11.1f}{mpf:>10}{fps:>11}{r['peak_mem_mb']:>9.0f}"
             )
         s = self.summary()
         lines.append("-" * len(head))
