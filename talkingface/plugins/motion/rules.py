@@ -404,7 +404,10 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
         yaw_deg = self.config.yaw_deg
         axes = np.array([yaw_deg, 0.8 * yaw_deg, 0.5 * yaw_deg])
         envelope = float(np.clip(self.envelope, 0.0, 1.0))
-        angles = axes * (0.6 * carriers[0] + (0.15 + 0.75 * envelope) * carriers[1])
+        # Both drift and sway follow the speech envelope: a silent listener holds nearly
+        # still (a silent clip keeps the portrait), a speaker moves.
+        activity = 0.1 + 0.9 * envelope
+        angles = axes * activity * (0.6 * carriers[0] + 0.9 * carriers[1])
         angles[1] -= self.config.nod_deg * self.nod
         angles = np.radians(angles) * self.head_gain
         angles[1] += self.pitch_offset

@@ -73,6 +73,16 @@ def test_silence_keeps_the_mouth_closed_and_still():
         assert mouth.abs().max() < 1e-6
 
 
+def test_a_silent_listener_holds_the_head_nearly_still():
+    gen = RulesMotion()
+    silent = gen.generate(viseme_features([("sil", 250)]), Controls(seed=1))
+    talking = gen.generate(babble(10.0), Controls(seed=1))
+    silent_deg = torch.rad2deg(silent.pose[:, :3]).abs().max()
+    talking_deg = torch.rad2deg(talking.pose[:, :3]).abs().max()
+    assert silent_deg < 1.5, f"head moved {silent_deg:.2f} deg in silence"
+    assert talking_deg > 3 * silent_deg
+
+
 def test_bilabial_presses_the_lips_and_closes_the_jaw():
     feats = viseme_features([("aa", 20), ("PP", 10), ("aa", 20)])
     motion = RulesMotion().generate(feats, Controls(seed=0))
