@@ -151,9 +151,8 @@ class Pipeline:
         portrait = as_portrait(image)
         clip = self.load_audio(audio)
         bar = None
-        writers = []
         if output is not None:
-            sink = self._file_sink(output, clip, writers)
+            sink = self._file_sink(output, clip)
         if progress:
             from tqdm import tqdm
 
@@ -164,9 +163,9 @@ class Pipeline:
         try:
             result = self.graph.run(portrait, clip, sink or FrameCollector(),
                                     progress=bar.update if bar else None)
-        except BaseException:
-            for writer in writers:
-                writer.abort()
+        except BaseException as exc:
+            if isinstance(sink, _FileSink):
+                sink.abort(exc)
             raise
         finally:
             if bar is not None:
@@ -203,7 +202,7 @@ class Pipeline:
         path.write_text(to_yaml(self.config), encoding="utf-8")
         return path
 
-    def _file_sink(self, output: str | Path, clip: Audio, writers: list) -> Sink:
+    def _file_sink(self, output: str | Path, clip: Audio) -> _FileSink:
         from talkingface.pipeline.media import PNGWriter, VideoWriter
 
         path = Path(output)
@@ -215,17 +214,8 @@ class Pipeline:
         out_cfg = self.config.output
         video = VideoWriter(path, self.config.fps, (h, w), audio=clip, metadata=self.metadata(),
                             crf=out_cfg.crf, preset=out_cfg.preset)
-        writers.append(_Abortable(video))
         pngs = PNGWriter(out_cfg.frames_dir) if out_cfg.frames_dir else None
         return _FileSink(video, pngs)
-
-
-class _Abortable:
-    def __init__(self, writer) -> None:
-        self.writer = writer
-
-    def abort(self) -> None:
-        self.writer.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
 
 class _FileSink(Sink):
@@ -243,3 +233,7 @@ class _FileSink(Sink):
         if self.pngs is not None:
             self.pngs.close()
         return self.video.close()
+
+    def abort(self, exc: BaseException) -> None:
+        """The run failed: drop the partial MP4 (an earlier file at that path stays intact)."""
+        self.video.__exit__(type(exc), exc, exc.__traceback__)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from talkingface.pipeline.contracts import EMOTIONS, Controls
 from talkingface.pipeline.errors import ConfigError
@@ -152,7 +152,7 @@ def _explain(exc: OmegaConfBaseException, schema: Any) -> str:
     """One-line explanation of an omegaconf error, with the valid keys when a key is unknown."""
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
     msg = (getattr(exc, "msg", None) or str(exc)).strip().splitlines()[0]
-    if "not in struct" in str(exc) or "Key '" in str(exc) and "not" in str(exc):
+    if isinstance(exc, ConfigKeyError):
         parent = schema
         parts = str(key).split(".")[:-1] if key else []
         for part in parts:
@@ -191,7 +191,7 @@ def to_dataclass(schema: type, params: Any) -> Any:
     except OmegaConfBaseException as exc:
         valid = ", ".join(f.name for f in fields(schema)) if is_dataclass(schema) else "(none)"
         key = getattr(exc, "key", None)
-        if "not in struct" in str(exc) or "Key '" in str(exc):
+        if isinstance(exc, ConfigKeyError):
             raise ConfigError(
                 f"unknown parameter {key!r} for {schema.__qualname__}; valid parameters: {valid}"
             ) from None

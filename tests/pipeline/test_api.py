@@ -85,3 +85,24 @@ def test_same_seed_same_video_through_config(pm, image_array, speech):
     a = Pipeline.from_config("toy", ["seed=3"], plugin_manager=pm).run(image_array, audio)
     b = Pipeline.from_config("toy", ["seed=3"], plugin_manager=pm).run(image_array, audio)
     assert torch.equal(a.frames.data, b.frames.data)
+
+
+def test_failed_run_keeps_an_earlier_output(pipe, image_array, speech, tmp_path, monkeypatch):
+    out = tmp_path / "out.mp4"
+    audio = (speech.samples.numpy(), 16000)
+    pipe.run(image_array, audio, output=out)
+    before = out.read_bytes()
+    render = pipe.graph.render.render
+    calls = []
+
+    def failing(prepared, motion):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("renderer broke")
+        return render(prepared, motion)
+
+    monkeypatch.setattr(pipe.graph.render, "render", failing)
+    with pytest.raises(RuntimeError, match="renderer broke"):
+        pipe.run(image_array, audio, output=out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.yaml"]
