@@ -43,6 +43,28 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def add_dtype_args(p: argparse.ArgumentParser, cuda_dtypes: list[str]) -> None:
+    """``--batch`` and ``--dtypes`` (default ``cuda_dtypes`` on CUDA, float32 on CPU)."""
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["float32", "float16", "bfloat16"],
+        help=f"default: {', '.join(cuda_dtypes)} on CUDA, float32 on CPU",
+    )
+    p.set_defaults(cuda_dtypes=cuda_dtypes)
+
+
+def resolve_run(args) -> tuple[torch.device, list[str], list[torch.dtype]]:
+    """Device, providers (triton only on CUDA; torch only on CPU by default) and dtypes."""
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    available = ["torch", "torch.compile"] + (["triton"] if cuda else [])
+    providers = chosen(args.providers, available, available if cuda else ["torch"])
+    names = args.dtypes or (args.cuda_dtypes if cuda else ["float32"])
+    return device, providers, [getattr(torch, d) for d in names]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

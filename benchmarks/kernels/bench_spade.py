@@ -9,7 +9,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _common import Results, chosen, measure_ms, parser
+from _common import Results, add_dtype_args, measure_ms, parser, resolve_run
 
 from talkingface.kernels.spade import spade_modulate_triton
 
@@ -25,23 +25,13 @@ def eager(x, gamma, beta, eps=1e-5, negative_slope=0.2):
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument(
-        "--dtypes",
-        nargs="+",
-        choices=["float32", "float16", "bfloat16"],
-        help="default: float32 and float16 on CUDA, float32 on CPU",
-    )
+    add_dtype_args(p, ["float32", "float16"])
     args = p.parse_args()
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    available = ["torch", "torch.compile"] + (["triton"] if cuda else [])
-    providers = chosen(args.providers, available, available if cuda else ["torch"])
-    dtypes = args.dtypes or (["float32", "float16"] if cuda else ["float32"])
+    device, providers, dtypes = resolve_run(args)
     compiled = torch.compile(eager, dynamic=False) if "torch.compile" in providers else None
     runs = {"torch": eager, "torch.compile": compiled, "triton": spade_modulate_triton}
     results = Results(device)
-    for dtype in (getattr(torch, d) for d in dtypes):
+    for dtype in dtypes:
         for shape in SHAPES:
             gen = torch.Generator().manual_seed(0)
             x, gamma, beta = (

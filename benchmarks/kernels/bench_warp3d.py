@@ -8,7 +8,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _common import Results, chosen, measure_ms, parser
+from _common import Results, add_dtype_args, measure_ms, parser, resolve_run
 
 from talkingface.kernels.warp3d import Warp3dFunction, warp3d_reference
 
@@ -23,19 +23,9 @@ def _forward_backward(fn, volume, grid, grad_out):
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument(
-        "--dtypes",
-        nargs="+",
-        choices=["float32", "float16", "bfloat16"],
-        help="default: all three on CUDA, float32 on CPU",
-    )
+    add_dtype_args(p, ["float32", "float16", "bfloat16"])
     args = p.parse_args()
-    device = torch.device(args.device)
-    cuda = device.type == "cuda"
-    available = ["torch", "torch.compile"] + (["triton"] if cuda else [])
-    providers = chosen(args.providers, available, available if cuda else ["torch"])
-    dtypes = args.dtypes or (["float32", "float16", "bfloat16"] if cuda else ["float32"])
+    device, providers, dtypes = resolve_run(args)
     compiled = (
         torch.compile(warp3d_reference, dynamic=False) if "torch.compile" in providers else None
     )
@@ -47,7 +37,7 @@ def main() -> None:
     results = Results(device)
     batch = args.batch
     shape = (CHANNELS, DEPTH, SIZE, SIZE)
-    for dtype in (getattr(torch, d) for d in dtypes):
+    for dtype in dtypes:
         gen = torch.Generator().manual_seed(0)
         volume = torch.randn(batch, *shape, generator=gen).to(device, dtype)
         # A mild deformation of the identity grid: LivePortrait's warps move points a little.
