@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from talkingface.kernels.warp2d import warp2d
-from talkingface.pipeline.contracts import EXPRESSION_NAMES, POSE_NAMES, Motion, Portrait
+from talkingface.pipeline.contracts import Motion, Portrait
 from talkingface.plugins.render.mesh import (
     backward_flow,
     displace_points,
@@ -42,17 +42,6 @@ SHEET = (
     ("blink", {"blink_l": 1.0, "blink_r": 1.0}),
     ("head turned", {"yaw": 0.25, "pitch": 0.1}),
 )
-
-
-def posed(frames: int, **values: float) -> Motion:
-    base = neutral_motion(frames)
-    pose, expr = base.pose.clone(), base.expression.clone()
-    for name, value in values.items():
-        if name in POSE_NAMES:
-            pose[:, POSE_NAMES.index(name)] = value
-        else:
-            expr[:, EXPRESSION_NAMES.index(name)] = value
-    return Motion(pose, expr, EXPRESSION_NAMES, base.fps)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -171,8 +160,8 @@ def main() -> None:
         motion = talking_motion(args.frames)
         fps = args.frames / best_of(lambda m=motion, p=prepared: stage.render(p, m), args.repeats)
         split = parts(stage, prepared, motion.slice(0, args.chunk), args.repeats)
-        rest = stage.render(prepared, posed(1)).data[0]
-        turned = stage.render(prepared, posed(1, yaw=0.25, pitch=0.1)).data[0]
+        rest = stage.render(prepared, neutral_motion(1)).data[0]
+        turned = stage.render(prepared, neutral_motion(1, yaw=0.25, pitch=0.1)).data[0]
         background = background_mask(prepared.state["rig"], args.size)
         bg_ssim = ssim_map(turned, crop)[background].mean().item()
         ms = {k: v * 1000 for k, v in split.items()}
@@ -182,7 +171,8 @@ def main() -> None:
             f"{bg_ssim:7.4f} {prep_s:6.2f}"
         )
         if args.png:
-            shots = [stage.render(prepared, posed(1, **values)).data[0] for _, values in SHEET]
+            shots = [stage.render(prepared, neutral_motion(1, **values)).data[0]
+                     for _, values in SHEET]
             for (name, _), shot in zip(SHEET, shots, strict=True):
                 file = args.png / f"{path.stem}_{name.replace(' ', '_')}.png"
                 Image.fromarray(shot.numpy()).save(file)

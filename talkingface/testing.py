@@ -185,10 +185,23 @@ class MotionGeneratorConformance(_Conformance):
             stage.generate(torch.zeros(10, 4), self.make_controls())
 
 
-def neutral_motion(frames: int, fps: float = FPS, names=EXPRESSION_NAMES) -> Motion:
+def neutral_motion(
+    frames: int, fps: float = FPS, names=EXPRESSION_NAMES, **values: float
+) -> Motion:
+    """``frames`` identical frames: neutral pose (scale 1) and expression, except for the
+    given pose or expression values (e.g. ``neutral_motion(1, jaw_open=0.7, yaw=0.2)``)."""
+    names = tuple(names)
     pose = torch.zeros(frames, len(POSE_NAMES))
     pose[:, 5] = 1.0
-    return Motion(pose, torch.zeros(frames, len(names)), tuple(names), fps)
+    expr = torch.zeros(frames, len(names))
+    for name, value in values.items():
+        if name in POSE_NAMES:
+            pose[:, POSE_NAMES.index(name)] = value
+        elif name in names:
+            expr[:, names.index(name)] = value
+        else:
+            raise ValueError(f"{name!r} is neither a pose column nor one of {names}")
+    return Motion(pose, expr, names, fps)
 
 
 def talking_motion(frames: int, fps: float = FPS, names=EXPRESSION_NAMES) -> Motion:

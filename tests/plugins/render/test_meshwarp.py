@@ -9,7 +9,7 @@ from functools import cache
 import pytest
 import torch
 
-from talkingface.pipeline.contracts import EXPRESSION_NAMES, POSE_NAMES, Motion
+from talkingface.pipeline.contracts import EXPRESSION_NAMES, Motion
 from talkingface.pipeline.errors import ConfigError, ContractError, InputError
 from talkingface.pipeline.plugins import PluginManager
 from talkingface.plugins.render.mesh import (
@@ -48,14 +48,7 @@ def _prepared():
 
 def motion(frames: int = 1, **values: float) -> Motion:
     """``frames`` identical frames: neutral except for the given expression / pose values."""
-    base = neutral_motion(frames)
-    pose, expr = base.pose.clone(), base.expression.clone()
-    for name, value in values.items():
-        if name in POSE_NAMES:
-            pose[:, POSE_NAMES.index(name)] = value
-        else:
-            expr[:, EXPRESSION_NAMES.index(name)] = value
-    return Motion(pose, expr, EXPRESSION_NAMES, base.fps)
+    return neutral_motion(frames, **values)
 
 
 def render(**values: float) -> torch.Tensor:
