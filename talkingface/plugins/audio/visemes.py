@@ -121,6 +121,14 @@ class VisemeEncoder(AudioEncoder):
                 f"visemes: {path} was trained for visemes {checkpoint.get('visemes')}, this "
                 f"version uses {list(VISEMES)}; retrain with scripts/train_viseme_model.py"
             )
+        window = (int(checkpoint.get("context_frames", 28)),
+                  int(checkpoint.get("lookahead_frames", 6)))
+        if window != (CONTEXT_FRAMES, LOOKAHEAD_FRAMES):
+            raise InputError(
+                f"visemes: {path} labels frame {window[0]} of its window ({window[1]} frames of "
+                f"lookahead), this version expects {CONTEXT_FRAMES} ({LOOKAHEAD_FRAMES}); "
+                "retrain with scripts/train_viseme_model.py"
+            )
         model = VisemeNet(int(checkpoint["channels"]))
         model.load_state_dict(checkpoint["state_dict"])
         self.model = model.eval().to(self.device)

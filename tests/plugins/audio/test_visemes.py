@@ -9,7 +9,9 @@ import torch
 from talkingface.pipeline.contracts import Audio
 from talkingface.pipeline.errors import ContractError, InputError
 from talkingface.plugins.audio.visemes import (
+    CONTEXT_FRAMES,
     DEFAULT_WEIGHTS,
+    LOOKAHEAD_FRAMES,
     VISEME_FEATURES,
     VISEMES,
     VisemeEncoder,
@@ -46,10 +48,11 @@ def test_silence_is_sil():
     assert (feats.values[:, -1] == 0).all()
 
 
-def write_checkpoint(path, visemes=VISEMES, channels=8):
+def write_checkpoint(path, visemes=VISEMES, channels=8,
+                     window=(CONTEXT_FRAMES, LOOKAHEAD_FRAMES)):
     net = VisemeNet(channels)
-    torch.save({"state_dict": net.state_dict(), "visemes": list(visemes), "channels": channels},
-               path)
+    torch.save({"state_dict": net.state_dict(), "visemes": list(visemes), "channels": channels,
+                "context_frames": window[0], "lookahead_frames": window[1]}, path)
 
 
 def test_loads_a_checkpoint_in_the_training_format(tmp_path):
@@ -68,6 +71,10 @@ def test_missing_or_mismatched_weights_say_what_to_do(tmp_path):
     write_checkpoint(path, visemes=("sil", "aa"))
     with pytest.raises(InputError, match="retrain"):
         VisemeEncoder(VisemeEncoder.Config(weights=str(path))).load()
+    shifted = tmp_path / "shifted.pt"  # same net, but it labels another frame of its window
+    write_checkpoint(shifted, window=(CONTEXT_FRAMES + 2, LOOKAHEAD_FRAMES - 2))
+    with pytest.raises(InputError, match="lookahead.*retrain"):
+        VisemeEncoder(VisemeEncoder.Config(weights=str(shifted))).load()
 
 
 def test_network_sees_only_its_declared_window():
