@@ -242,6 +242,14 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     return mel.log_mel(mel.power_spectrum(frames), _FILTERS).numpy()
 
 
+def to_16k(audio: np.ndarray, speed: float = 1.0) -> tuple[np.ndarray, float]:
+    """Espeak-ng's 22050 Hz audio at 16 kHz, ``speed`` times faster and higher (resampling to
+    a slightly different ratio changes tempo and pitch together), and the factor that maps an
+    espeak sample index to a 16 kHz one."""
+    up, down = 1600, int(round(ESPEAK_RATE // 10 * speed))  # 22050 -> 16000 Hz is 1600/2205
+    return signal.resample_poly(audio, up, down).astype(np.float32), up / down
+
+
 def make_utterance(job: tuple[int, int]):
     seed, split = job
     rng = random.Random(seed)
@@ -259,10 +267,7 @@ def make_utterance(job: tuple[int, int]):
     audio, events = _ESPEAK.say(text, voice, rate, rng.randint(15, 85), pitch_range)
     if len(audio) < ESPEAK_RATE // 4 or not events:
         return None
-    speed = nrng.uniform(0.88, 1.12)  # resampling changes tempo and pitch together
-    down = int(round(4410 * speed))
-    audio = signal.resample_poly(audio, 1600, down).astype(np.float32)
-    scale = 1600 / down
+    audio, scale = to_16k(audio, nrng.uniform(0.88, 1.12))
     lead = int(nrng.uniform(0, 0.4) * mel.SAMPLE_RATE)  # silence before and after, as in clips
     audio = np.concatenate([np.zeros(lead, np.float32), audio,
                             np.zeros(int(nrng.uniform(0.05, 0.4) * mel.SAMPLE_RATE), np.float32)])
@@ -282,7 +287,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    n_utts = int(args.minutes * 60 / 2.6)  # espeak utterances here average ~2.6 s
+    n_utts = int(args.minutes * 60 / 5.0)  # espeak utterances here average ~5 s
     jobs = [(args.seed * 1_000_003 + i, int(i % round(1 / args.val_fraction) == 0))
             for i in range(n_utts)]
     feats = {0: [], 1: []}
