@@ -4,8 +4,11 @@ Input: the ``.npz`` written by ``scripts/make_viseme_data.py`` (log-mel frames +
 from espeak-ng speech). Trains :class:`~talkingface.plugins.audio.visemes.VisemeNet` on random
 crops for a fixed time budget on the CPU and reports train/val frame accuracy::
 
-    python scripts/make_viseme_data.py --out /tmp/visemes.npz --minutes 100
-    python scripts/train_viseme_model.py --data /tmp/visemes.npz --minutes 25 --threads 1
+    python scripts/make_viseme_data.py --out /tmp/v10.npz --minutes 150 --seed 10
+    python scripts/make_viseme_data.py --out /tmp/v11.npz --minutes 150 --seed 11
+    python scripts/train_viseme_model.py --data /tmp/v10.npz /tmp/v11.npz --minutes 32 --threads 1
+
+(the recipe of the shipped weights: 211 min of speech, ~24k steps, val accuracy 0.85).
 """
 
 from __future__ import annotations

@@ -43,10 +43,11 @@ VISEME_SHAPES: dict[str, tuple[float, float, float, float]] = {
     "ou": (0.25, 0.0, 1.0, 0.0),
 }
 _ENERGY_COLUMNS = ("level", "voicing", "centroid_khz", "low_high_db")
-_PRESS_FROM = 0.7
-"""PP posterior above which the lips start to press (full at 1.0). The viseme model calls
-p/b/m on many quiet vowels and murmurs of real speech; closing on those made the mouth shut
-mid-word (mouth-opening correlation with real videos 0.26 at 0.3, 0.45 at 0.7)."""
+_PRESS_FROM, _PRESS_FULL = 0.3, 0.7
+"""PP posterior where the lips start to press and where they press fully."""
+_CLOSURE_BELOW = 0.8
+"""Relative loudness (1 = the recent peak) under which a p/b/m call may press the lips; full
+permission 0.35 lower (about 6 dB quieter than the peak)."""
 _MIN_PEAK = 0.5
 """Lowest loudness peak the jaw is measured against, so background noise stays closed."""
 
@@ -188,20 +189,30 @@ def mouth_drive(features: AudioFeatures, level_peak: float) -> tuple[np.ndarray,
                 f"rules: visemes features need the columns {list(VISEME_SHAPES)}, got {names}"
             )
         post = values[:, [names.index(v) for v in VISEME_SHAPES]]
-        # Press only on a confident p/b/m; a vague one (often a quiet vowel or murmur in real
-        # speech) relaxes the lips instead.
         pp = list(VISEME_SHAPES).index("PP")
-        confidence = np.clip((post[:, pp] - _PRESS_FROM) / 0.3, 0, 1)
+        if "level" in names:
+            level = values[:, names.index("level")]
+            relative, level_peak = _relative_level(level, level_peak, features.fps)
+            # Closed lips damp the sound: a nasal murmur (m) or the silent hold of a stop
+            # (p, b) is well below the syllable peaks. A p/b/m call on a sound near the peak
+            # is a mistake (real vowels sometimes look like PP to the net), so the lips only
+            # press where the loudness agrees.
+            quiet_enough = np.clip((_CLOSURE_BELOW - relative) / 0.35, 0.0, 1.0)
+        else:
+            quiet_enough = np.ones(len(post))
+        confidence = np.clip((post[:, pp] - _PRESS_FROM) / (_PRESS_FULL - _PRESS_FROM), 0, 1)
+        confidence *= quiet_enough
+        # A vague or implausible p/b/m relaxes the lips instead of pressing them.
         post[:, 0] += (1 - confidence) * post[:, pp]
-        post[:, pp] *= confidence
+        press = confidence * np.clip(post[:, pp] / _PRESS_FULL, 0, 1)
+        post[:, pp] = 0.0
         mouth = post @ np.array(list(VISEME_SHAPES.values()))
+        mouth[:, 3] = press
         speech = 1.0 - post[:, 0]
         if "level" in names:
             # The jaw follows loudness relative to the recent peak (what real jaws track most
             # closely, syllable by syllable), scaled by how open the recognised sound is; the
             # visemes decide the lip shape (width, rounding, closure).
-            level = values[:, names.index("level")]
-            relative, level_peak = _relative_level(level, level_peak, features.fps)
             gate = np.clip(level * 3.0, 0.0, 1.0)
             openness = mouth[:, 0] / np.maximum(speech, 1e-3)  # jaw of the sound, given speech
             mouth[:, 0] = relative**1.5 * gate * (0.6 + 0.4 * openness)
