@@ -1,12 +1,15 @@
 """Speed and fidelity of the ``meshwarp`` renderer on a folder of portraits.
 
 Prints, per portrait: frames/s of ``render`` on a talking motion, the time per frame of each
-part (forward displacement + flow inversion, mouth tile, ``warp2d``, closed-eye redraw), the
-PSNR of a neutral frame against the aligned crop, and the SSIM of the background (pixels the
-head does not carry) under a head turn. With ``--png DIR`` it also writes one sheet per
-portrait: rest, jaw open, rounded 'o', bilabial closure, mid-blink, full blink, head turned.
+part (forward displacement + flow inversion, mouth tile, ``warp2d``, closed-eye redraw, and
+with ``--paste-back`` the composite into the portrait), the PSNR of a neutral frame against the
+aligned crop (with ``--paste-back``: against the portrait), and the SSIM of the background
+(pixels the head does not carry; with ``--paste-back`` also everything outside the crop) under
+a head turn. With ``--png DIR`` it also writes one sheet per portrait: rest, jaw open, rounded
+'o', bilabial closure, mid-blink, full blink, head turned.
 
     python benchmarks/bench_render.py --data ../shared/evaldata/images --png /tmp/meshwarp
+    python benchmarks/bench_render.py --data portrait.jpg --paste-back --threads 1 --stat median
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import math
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -76,14 +80,37 @@ def background_mask(rig, size: int) -> torch.Tensor:
     return weight[0, 0].cpu() < 0.01
 
 
+STAT = min  # how repeated timings are summarised (--stat)
+
+
 def best_of(fn, repeats: int) -> float:
+    """Seconds of one call of ``fn``: the best (or, with ``--stat median``, the median) of
+    ``repeats`` timed calls after a warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return STAT(times)
+
+
+def paste_background_mask(prepared, size: int) -> torch.Tensor:
+    """bool ``[H, W]`` of a pasted-back frame: pixels outside the crop's share, or inside the
+    crop where the head does not move them."""
+    import cv2
+
+    paste = prepared.state["paste"]
+    still = background_mask(prepared.state["rig"], size).numpy().astype(np.uint8)
+    y0, y1, x0, x1 = paste.box
+    height, width = paste.size
+    mask = torch.ones(paste.size, dtype=torch.bool)
+    inside = cv2.warpAffine(
+        still, paste.to_crop, (x1 - x0, y1 - y0),
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=1,
+    )  # fmt: skip
+    mask[y0:y1, x0:x1] = torch.from_numpy((inside > 0) | (paste.weight == 0))
+    return mask
 
 
 def parts(stage: MeshWarpRenderer, prepared, motion: Motion, repeats: int) -> dict[str, float]:
@@ -116,12 +143,18 @@ def parts(stage: MeshWarpRenderer, prepared, motion: Motion, repeats: int) -> di
         "mouth tile": best_of(tile, repeats) / count,
         "warp2d": best_of(lambda: warp2d(image, flow, overlay, origin), repeats) / count,
         "eyes": best_of(eyes, repeats) / count,
+        "paste": (
+            best_of(lambda: prepared.state["paste"].composite(frames), repeats) / count
+            if "paste" in prepared.state
+            else 0.0
+        ),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder of portrait images")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="folder of portrait images, or one image")
     parser.add_argument("--frames", type=int, default=96, help="frames of talking motion")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--flow-grid", type=int, default=128)
@@ -129,9 +162,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--png", type=Path, help="write a sheet of test frames per portrait")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="render the whole portrait (render.params.paste_back=true)")
+    parser.add_argument("--stat", choices=("best", "median"), default="best",
+                        help="summary of the repeated timings (median on a busy machine)")
     args = parser.parse_args()
     from PIL import Image
 
+    global STAT
+    STAT = min if args.stat == "best" else statistics.median
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -139,36 +178,41 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {load:.1f}"
     )
-    config = MeshWarpConfig(size=args.size, flow_grid=args.flow_grid, chunk_frames=args.chunk)
+    config = MeshWarpConfig(size=args.size, flow_grid=args.flow_grid, chunk_frames=args.chunk,
+                            paste_back=args.paste_back)
     stage = MeshWarpRenderer(config)
     stage.ensure_loaded()
     header = (
         f"{'portrait':34s} {'fps':>6s} {'flow':>6s} {'tile':>6s} {'warp':>6s} "
-        f"{'eyes':>6s} {'PSNR':>6s} {'bgSSIM':>7s} {'prep s':>6s}"
+        f"{'eyes':>6s} {'paste':>6s} {'PSNR':>6s} {'bgSSIM':>7s} {'bgPSNR':>6s} {'prep s':>6s}"
     )
-    print(header + "   (parts in ms/frame)")
+    print(header + f"   (parts in ms/frame, {args.stat} of {args.repeats})")
     if args.png:
         args.png.mkdir(parents=True, exist_ok=True)
-    for path in sorted(args.data.iterdir()):
+    for path in sorted(args.data.iterdir()) if args.data.is_dir() else [args.data]:
         if path.suffix.lower() not in (".jpg", ".jpeg", ".png", ".webp"):
             continue
         pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
         start = time.perf_counter()
         prepared = stage.prepare(Portrait(pixels, str(path)))
         prep_s = time.perf_counter() - start
-        crop = prepared.state["crop"].image
+        # What a still frame should reproduce: the aligned crop, or the portrait.
+        paste = prepared.state.get("paste")
+        crop = prepared.state["crop"].image if paste is None else torch.from_numpy(paste.background)
         motion = talking_motion(args.frames)
         fps = args.frames / best_of(lambda m=motion, p=prepared: stage.render(p, m), args.repeats)
         split = parts(stage, prepared, motion.slice(0, args.chunk), args.repeats)
         rest = stage.render(prepared, neutral_motion(1)).data[0]
         turned = stage.render(prepared, neutral_motion(1, yaw=0.25, pitch=0.1)).data[0]
-        background = background_mask(prepared.state["rig"], args.size)
+        background = (background_mask(prepared.state["rig"], args.size) if paste is None
+                      else paste_background_mask(prepared, args.size))
         bg_ssim = ssim_map(turned, crop)[background].mean().item()
+        bg_psnr = psnr(turned[background], crop[background])
         ms = {k: v * 1000 for k, v in split.items()}
         print(
             f"{path.name[:34]:34s} {fps:6.1f} {ms['flow']:6.2f} {ms['mouth tile']:6.2f} "
-            f"{ms['warp2d']:6.2f} {ms['eyes']:6.2f} {psnr(rest, crop):6.1f} "
-            f"{bg_ssim:7.4f} {prep_s:6.2f}"
+            f"{ms['warp2d']:6.2f} {ms['eyes']:6.2f} {ms['paste']:6.2f} {psnr(rest, crop):6.1f} "
+            f"{bg_ssim:7.4f} {bg_psnr:6.1f} {prep_s:6.2f}"
         )
         if args.png:
             shots = [stage.render(prepared, neutral_motion(1, **values)).data[0]

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,32 @@ def as_audio(audio: AudioLike, target_rate: int) -> Audio:
     return load_audio(audio, target_rate=target_rate)
 
 
+def cut_audio(chunks: Iterable[Audio], sizes: Iterable[int]) -> Iterator[Audio]:
+    """The stream ``chunks`` (consecutive mono ``Audio``) cut into pieces of ``sizes`` samples,
+    in order, with their offsets in the stream; the last piece may be shorter. When ``sizes``
+    runs out, the rest of the stream passes as it comes."""
+    sizes = iter(sizes)
+    want, parts, held, offset, rate = next(sizes, None), [], 0, 0, 0
+    for chunk in chunks:
+        if want is None:
+            yield Audio(chunk.samples, chunk.sample_rate, offset)
+            offset += chunk.num_samples
+            continue
+        rate = chunk.sample_rate
+        parts.append(chunk.samples)
+        held += chunk.num_samples
+        while want is not None and held >= want:
+            buffer = torch.cat(parts) if len(parts) > 1 else parts[0]
+            yield Audio(buffer[:want], rate, offset)
+            parts = [buffer[want:]] if held > want else []
+            offset, held, want = offset + want, held - want, next(sizes, None)
+        if want is None and held:
+            yield Audio(torch.cat(parts), rate, offset)
+            offset, held, parts = offset + held, 0, []
+    if held:
+        yield Audio(torch.cat(parts), rate, offset)
+
+
 def provenance(config: DictConfig, description: str) -> dict[str, str]:
     """Metadata every output carries: that it is generated, and by what."""
     from talkingface import __version__
@@ -86,6 +113,7 @@ class Pipeline:
             entry = registry.get(kind, config[kind].name)
             stages.append(entry.cls(stage_params(config, kind), device=device))
         self._set_kernel_backend(config.kernels.backend)
+        self._set_threads(config.get("threads", 0))
         self.graph = StageGraph(
             *stages,
             fps=config.fps,
@@ -93,6 +121,12 @@ class Pipeline:
             controls=controls_from_config(config.controls),
             plugin_manager=self.pm,
         )
+
+    @staticmethod
+    def _set_threads(threads: int) -> None:
+        """``config.threads``: torch's CPU thread count (process-wide); 0 leaves it alone."""
+        if threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
     @staticmethod
     def _set_kernel_backend(name: str) -> None:
@@ -152,7 +186,8 @@ class Pipeline:
         clip = self.load_audio(audio)
         bar = None
         if output is not None:
-            sink = self._file_sink(output, clip)
+            known = portrait.size if isinstance(portrait, PreparedPortrait) else None
+            sink = self._file_sink(output, clip, known)
         if progress:
             from tqdm import tqdm
 
@@ -181,13 +216,47 @@ class Pipeline:
         *,
         chunk_s: float | None = None,
     ) -> Iterator[Frames]:
-        """Streaming run over a file or array, chunk by chunk (``config.stream.chunk_s``).
-        Frames come out as soon as the stages can emit them; ``last_profile`` has the start
-        latency afterwards."""
+        """Streaming run over a file or array, chunk by chunk (:meth:`audio_chunks`: the audio
+        up to the first frame, then ``config.stream.chunk_s`` pieces). Frames come out as soon
+        as the stages can emit them; ``last_profile`` has the start latency afterwards. A file
+        is decoded as it streams, so memory does not grow with its length."""
         portrait = as_portrait(image)
-        clip = self.load_audio(audio)
-        step = max(1, round((chunk_s or self.config.stream.chunk_s) * clip.sample_rate))
-        return self.graph.stream(portrait, clip.chunks(step))
+        return self.graph.stream(portrait, self.audio_chunks(audio, chunk_s))
+
+    def audio_chunks(self, audio: AudioLike, chunk_s: float | None = None) -> Iterator[Audio]:
+        """Consecutive ``Audio`` chunks at the encoder's rate, for :meth:`stream`; silent audio
+        refused unless ``allow_silent``.
+
+        The audio before the first frame is cut where each feature frame that frame needs
+        becomes computable (:meth:`StageGraph.first_frame_points`), so the first frame waits
+        for no more audio than it depends on (what a live capture that processes audio as it
+        arrives achieves); from there on, chunks of ``chunk_s`` seconds (default
+        ``config.stream.chunk_s``), which set the per-chunk overhead.
+
+        A file is decoded incrementally (:func:`~talkingface.pipeline.media.stream_audio_file`),
+        so memory does not grow with its length; the samples are exactly those of the whole
+        clip from :meth:`load_audio`. Bad files (missing, not audio, empty, silent) fail here;
+        damage in the middle of a file fails when decoding reaches it.
+        """
+        rate = self.graph.audio.sample_rate
+        seconds = self.config.stream.chunk_s if chunk_s is None else chunk_s
+        if not seconds > 0:
+            raise InputError(f"chunk_s must be a positive number of seconds, got {seconds!r}")
+        step = max(1, round(seconds * rate))
+        if isinstance(audio, (str, Path)):
+            from talkingface.pipeline.media import check_not_silent, stream_audio_file
+
+            if not self.config.allow_silent:
+                # A separate decoder that stops at the first loud chunk (speech: the first
+                # second), so a silent file fails before streaming starts.
+                check_not_silent(stream_audio_file(audio, target_rate=rate, chunk_samples=rate),
+                                 source=str(audio))
+            chunks = stream_audio_file(audio, target_rate=rate, chunk_samples=step)
+        else:
+            chunks = self.load_audio(audio).chunks(step)
+        points = self.graph.first_frame_points(rate)
+        lead = [b - a for a, b in itertools.pairwise([0, *points]) if b > a]
+        return cut_audio(chunks, itertools.chain(lead, itertools.repeat(step)))
 
     def stream_chunks(self, image: ImageLike, chunks) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive ``Audio`` pieces."""
@@ -202,7 +271,11 @@ class Pipeline:
         path.write_text(to_yaml(self.config), encoding="utf-8")
         return path
 
-    def _file_sink(self, output: str | Path, clip: Audio) -> _FileSink:
+    def _file_sink(
+        self, output: str | Path, clip: Audio, size: tuple[int, int] | None = None
+    ) -> _FileSink:
+        """The MP4 sink of a batch run. ``size``: the prepared portrait's frame size, when
+        known (else the writer opens on the first frames, whose size it takes)."""
         from talkingface.pipeline.media import PNGWriter, VideoWriter
 
         path = Path(output)
@@ -210,21 +283,31 @@ class Pipeline:
             raise InputError(f"output must be an .mp4 file, got {path.name!r}")
         if not path.parent.exists():
             raise InputError(f"output folder does not exist: {path.parent}")
-        h, w = self.graph.render.output_size
         out_cfg = self.config.output
-        video = VideoWriter(path, self.config.fps, (h, w), audio=clip, metadata=self.metadata(),
-                            crf=out_cfg.crf, preset=out_cfg.preset)
+
+        def open_video(frame_size: tuple[int, int]) -> VideoWriter:
+            return VideoWriter(path, self.config.fps, frame_size, audio=clip,
+                               metadata=self.metadata(), crf=out_cfg.crf, preset=out_cfg.preset)
+
         pngs = PNGWriter(out_cfg.frames_dir) if out_cfg.frames_dir else None
-        return _FileSink(video, pngs)
+        return _FileSink(open_video, pngs, size)
 
 
 class _FileSink(Sink):
-    """MP4 (and optional PNG dumps) as one sink."""
+    """MP4 (and optional PNG dumps) as one sink.
 
-    def __init__(self, video, pngs=None) -> None:
-        self.video, self.pngs = video, pngs
+    The frame size can depend on the portrait (a renderer that pastes the face back into the
+    whole picture renders at the picture's size), so the MP4 writer opens with the prepared
+    portrait's size when it is known, else on the first frames, with theirs.
+    """
+
+    def __init__(self, open_video, pngs=None, size: tuple[int, int] | None = None) -> None:
+        self._open_video, self.pngs = open_video, pngs
+        self.video = open_video(tuple(size)) if size is not None else None
 
     def write(self, frames: Frames) -> None:
+        if self.video is None:
+            self.video = self._open_video(frames.size)
         self.video.write(frames)
         if self.pngs is not None:
             self.pngs.write(frames)
@@ -232,8 +315,9 @@ class _FileSink(Sink):
     def close(self):
         if self.pngs is not None:
             self.pngs.close()
-        return self.video.close()
+        return None if self.video is None else self.video.close()
 
     def abort(self, exc: BaseException) -> None:
         """The run failed: drop the partial MP4 (an earlier file at that path stays intact)."""
-        self.video.__exit__(type(exc), exc, exc.__traceback__)
+        if self.video is not None:
+            self.video.__exit__(type(exc), exc, exc.__traceback__)

@@ -19,6 +19,8 @@ examples:
   talkingface run                      # built-in demo portrait + speech -> talkingface_demo.mp4
   talkingface run --image me.jpg --audio hello.wav --output out.mp4
   talkingface run --image me.jpg --audio a.mp3 audio=energy controls.emotion=happy
+  talkingface run -i me.jpg -a a.wav render.params.paste_back=true   # whole picture, not the crop
+  talkingface run -i me.jpg -a a.wav threads=1     # torch CPU threads (busy machine: fewer)
   talkingface stream --image me.jpg --audio a.wav --output - > live.mp4
   talkingface profile --image me.jpg --audio a.wav --trace trace.json
   talkingface plugins
@@ -29,7 +31,8 @@ examples:
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. audio=energy fps=30 controls.emotion=happy "
-                        "motion.params.KEY=VALUE (see `talkingface config`)")
+                        "threads=1 render.params.paste_back=true motion.params.KEY=VALUE "
+                        "(see `talkingface config`; stage params: `talkingface plugins`)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", default="default",
                    help="named preset (see `talkingface plugins`); default: %(default)s")
@@ -80,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_args(p)
     p.add_argument("--output", "-o", default="talkingface_stream.mp4",
                    help="output .mp4, or - for stdout (default: %(default)s)")
-    p.add_argument("--chunk-s", type=float, help="seconds of audio per chunk (default: config)")
+    p.add_argument("--chunk-s", type=float,
+                   help="seconds of audio per chunk after the first frame (default: the "
+                        "config's stream.chunk_s, 0.2); the first frame waits only for the "
+                        "audio it needs")
     _add_pipeline_args(p)
 
     p = sub.add_parser("plugins", help="list every stage and preset with origin and config fields")
@@ -164,15 +170,25 @@ def cmd_stream(args) -> int:
 
     image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
-    clip = pipe.load_audio(audio)
+    # The file is decoded as it streams (memory flat in its length); bad audio fails here.
+    chunks = pipe.audio_chunks(audio, args.chunk_s)
     to_stdout = args.output == "-"
     target = sys.stdout.buffer if to_stdout else Path(args.output)
-    h, w = pipe.graph.render.output_size
-    writer = VideoWriter(target, pipe.config.fps, (h, w), audio=clip, metadata=pipe.metadata(),
-                         crf=pipe.config.output.crf, preset=pipe.config.output.preset,
-                         fragmented=True)
+    # A bad portrait fails here, before anything is written; the frame size can depend on it
+    # (render.params.paste_back renders at the portrait's own size).
+    portrait = pipe.prepare(image)
+    h, w = portrait.size
+    writer = VideoWriter(target, pipe.config.fps, (h, w), audio_rate=pipe.graph.audio.sample_rate,
+                         metadata=pipe.metadata(), crf=pipe.config.output.crf,
+                         preset=pipe.config.output.preset, fragmented=True)
+
+    def sound_too(chunks):
+        for chunk in chunks:  # each piece goes into the sound track as the graph takes it
+            writer.write_audio(chunk)
+            yield chunk
+
     with writer:
-        for frames in pipe.stream(image, clip, chunk_s=args.chunk_s):
+        for frames in pipe.stream_chunks(portrait, sound_too(chunks)):
             writer.write(frames)
     prof = pipe.last_profile
     if not to_stdout and pipe.config.output.save_config:

@@ -9,6 +9,7 @@ the ``call_stage`` hook so wrappers such as the profiler see it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -249,6 +250,20 @@ class StageGraph:
         return self.prepare(portrait)
 
     # -- streaming --------------------------------------------------------------------------
+
+    def first_frame_points(self, sample_rate: int) -> list[int]:
+        """Where the audio the first frame depends on becomes complete, in samples.
+
+        The first video frame needs audio feature frames ``0 .. motion.lookahead_frames``;
+        feature frame ``t`` can be computed once the audio up to ``(t + 1) / fps`` plus the
+        encoder's ``lookahead_s`` has arrived (the locality contract). One position per
+        feature frame, ascending; the last is the least audio any chunking has to wait for
+        before the first frame (192.5 ms for the default pipeline: one 40 ms frame, 80 ms of
+        mouth anticipation, 72.5 ms of encoder lookahead).
+        """
+        lookahead = math.ceil(self.audio.lookahead_s * sample_rate)
+        return [lookahead + math.ceil((t + 1) * sample_rate / self.fps)
+                for t in range(int(self.motion.lookahead_frames) + 1)]
 
     def stream(
         self,

@@ -11,6 +11,7 @@ import math
 import os
 import tempfile
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -180,6 +181,7 @@ def load_audio(
     (libswresample). Arrays and tensors: ``[S]``, ``[C, S]`` or ``[S, C]`` (the shorter axis
     is channels), float in -1..1 or int16/int32; they need ``sample_rate`` and are resampled
     with :func:`resample`. ``sample_rate`` is ignored for files (they carry their own).
+    :func:`stream_audio_file` decodes a file chunk by chunk into the very same samples.
 
     Raises:
         InputError: missing or unreadable file, no audio track, an array without
@@ -187,8 +189,8 @@ def load_audio(
     """
     if isinstance(src, (str, Path)):
         path = Path(src)
-        _check_file(path, "audio file")
-        samples = _decode_audio_file(path, target_rate)
+        chunks = stream_audio_file(path, target_rate=target_rate, chunk_samples=_LOAD_BLOCK)
+        samples = torch.cat([chunk.samples for chunk in chunks])
         source = str(path)
     elif isinstance(src, (np.ndarray, torch.Tensor, Audio)):
         if isinstance(src, Audio):
@@ -208,55 +210,133 @@ def load_audio(
             "a numpy array or a torch tensor"
         )
     if samples.numel() < MIN_AUDIO_SECONDS * target_rate:
-        raise InputError(
-            f"audio in {source} is empty ({samples.numel() / target_rate:.3f} s): "
-            f"give a clip with at least {MIN_AUDIO_SECONDS} s of speech"
-        )
+        raise _empty_audio_error(source, samples.numel(), target_rate)
     return Audio(samples.contiguous(), target_rate)
 
 
-def _decode_audio_file(path: Path, target_rate: int) -> torch.Tensor:
-    """Decode the first audio track of ``path`` to mono float32 ``[S]`` at ``target_rate``."""
+# Decoders (AAC, MP3) may emit up to this much encoder padding after the last real sample.
+_PADDING_S = 0.1
+# Samples per block when load_audio decodes a file whole.
+_LOAD_BLOCK = 1 << 20
+
+
+def stream_audio_file(
+    src: str | Path,
+    *,
+    target_rate: int = 16000,
+    chunk_samples: int,
+) -> Iterator[Audio]:
+    """Decode an audio file incrementally into consecutive mono chunks at ``target_rate``.
+
+    The chunks are exactly ``load_audio(src, target_rate=target_rate).chunks(chunk_samples)``
+    (same samples, same offsets; the last chunk may be shorter), but the decoded clip is
+    never held whole: memory stays bounded by a chunk plus the decoder's padding margin
+    (``_PADDING_S``) however long the file is. libswresample converts the rate as a stream,
+    so chunk boundaries do not change a sample.
+
+    A missing file, a file FFmpeg cannot open or one without an audio track fails here, before
+    the first chunk is asked for. A clip shorter than ``MIN_AUDIO_SECONDS`` fails before the
+    first chunk comes out; damage in the middle of the file (a decoding error, NaN samples)
+    fails when decoding reaches it, with the same messages as :func:`load_audio`.
+
+    Raises:
+        InputError: as :func:`load_audio`.
+    """
+    if not isinstance(chunk_samples, int) or chunk_samples <= 0:
+        raise ValueError(f"chunk_samples must be a positive int, got {chunk_samples!r}")
+    path = Path(src)
+    _check_file(path, "audio file")
     try:
         container = av.open(str(path))
     except _DECODE_ERRORS as exc:
         raise InputError(
             f"cannot decode audio from {path}: {exc}; give a wav, flac, mp3, ogg or m4a file"
         ) from exc
+    if not container.streams.audio:
+        container.close()
+        raise InputError(
+            f"{path} has no audio track: give a speech file (wav, flac, mp3, ogg, m4a) "
+            "or a video with sound"
+        )
+    return _file_chunks(container, path, target_rate, chunk_samples)
+
+
+def _file_chunks(container, path: Path, rate: int, size: int) -> Iterator[Audio]:
+    """Chunks of ``size`` samples of the decoded, trimmed and clipped sound of ``container``.
+
+    The last ``holdback`` decoded samples are always held back: they may be encoder padding
+    that only the end of the stream can tell (see the trimming below). Before the first chunk,
+    enough is decoded that the clip cannot turn out to be shorter than ``MIN_AUDIO_SECONDS``.
+    """
+    holdback = math.ceil(_PADDING_S * rate) + 1
+    first = max(size, math.ceil(MIN_AUDIO_SECONDS * rate)) + holdback
+    pending: list[np.ndarray] = []
+    pending_n = emitted = 0
     with container:
-        if not container.streams.audio:
-            raise InputError(
-                f"{path} has no audio track: give a speech file (wav, flac, mp3, ogg, m4a) "
-                "or a video with sound"
-            )
         stream = container.streams.audio[0]
-        # Keep the channel layout and average here: libswresample's own stereo -> mono
-        # matrix scales each channel by 1/sqrt(2), not 1/2. Averaging commutes with resampling.
-        resampler = av.AudioResampler(format="fltp", rate=target_rate)
-        parts: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # samples are joined in decode order; gaps in pts do not matter
-                parts.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(frame))
-            parts.extend(f.to_ndarray().mean(axis=0) for f in resampler.resample(None))
-        except _DECODE_ERRORS as exc:
-            raise InputError(
-                f"cannot decode audio from {path}: {exc}; the file may be damaged, "
-                "re-export it as wav or flac"
-            ) from exc
-        declared = _declared_seconds(stream)
-    if not parts:
-        return torch.zeros(0)
-    mono = np.concatenate(parts).astype(np.float32)
+        for piece in _decoded_pieces(container, stream, path, rate):
+            pending.append(piece)
+            pending_n += piece.size
+            if pending_n < (size + holdback if emitted else first):
+                continue
+            buffer = np.concatenate(pending)
+            ready = (pending_n - holdback) // size * size
+            for start in range(0, ready, size):
+                yield _audio_chunk(buffer[start : start + size], rate, emitted + start, path)
+            pending, pending_n, emitted = [buffer[ready:]], pending_n - ready, emitted + ready
+        declared = _declared_seconds(stream)  # read at the end: some demuxers update it
+    tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+    total = emitted + tail.size
     if declared is not None:
         # AAC and MP3 decoders emit the encoder's padding after the last real sample; the
-        # container's duration says where the sound ends. Only trust it for a small excess.
-        keep = round(declared * target_rate)
-        if keep < mono.size <= keep + 0.1 * target_rate:
-            mono = mono[:keep]
-    if not np.isfinite(mono).all():
-        raise InputError(f"cannot decode audio from {path}: it decodes to NaN or infinite samples")
-    return torch.from_numpy(np.clip(mono, -1.0, 1.0))
+        # container's duration says where the sound ends. Only trust it for a small excess
+        # (which is less than the holdback, so none of it has been sent yet).
+        keep = round(declared * rate)
+        if keep < total <= keep + _PADDING_S * rate:
+            tail = tail[: keep - emitted]
+    if not np.isfinite(tail).all():  # checked before the length, as load_audio always did
+        raise _nan_audio_error(path)
+    if emitted + tail.size < MIN_AUDIO_SECONDS * rate:
+        raise _empty_audio_error(str(path), emitted + tail.size, rate)
+    for start in range(0, tail.size, size):
+        yield _audio_chunk(tail[start : start + size], rate, emitted + start, path)
+
+
+def _decoded_pieces(container, stream, path: Path, rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 pieces of the first audio track at ``rate``, in decode order."""
+    # Keep the channel layout and average here: libswresample's own stereo -> mono
+    # matrix scales each channel by 1/sqrt(2), not 1/2. Averaging commutes with resampling.
+    resampler = av.AudioResampler(format="fltp", rate=rate)
+    try:
+        for frame in container.decode(stream):
+            frame.pts = None  # samples are joined in decode order; gaps in pts do not matter
+            for out in resampler.resample(frame):
+                yield out.to_ndarray().mean(axis=0).astype(np.float32, copy=False)
+        for out in resampler.resample(None):
+            yield out.to_ndarray().mean(axis=0).astype(np.float32, copy=False)
+    except _DECODE_ERRORS as exc:
+        raise InputError(
+            f"cannot decode audio from {path}: {exc}; the file may be damaged, "
+            "re-export it as wav or flac"
+        ) from exc
+
+
+def _audio_chunk(samples: np.ndarray, rate: int, offset: int, path: Path) -> Audio:
+    if not np.isfinite(samples).all():
+        raise _nan_audio_error(path)
+    # A copy: the chunk must not keep the decoding buffer it was cut from alive.
+    return Audio(torch.from_numpy(np.clip(samples, -1.0, 1.0)), rate, offset)
+
+
+def _nan_audio_error(path: Path) -> InputError:
+    return InputError(f"cannot decode audio from {path}: it decodes to NaN or infinite samples")
+
+
+def _empty_audio_error(source: str, samples: int, rate: int) -> InputError:
+    return InputError(
+        f"audio in {source} is empty ({samples / rate:.3f} s): "
+        f"give a clip with at least {MIN_AUDIO_SECONDS} s of speech"
+    )
 
 
 def _declared_seconds(stream) -> float | None:
@@ -398,13 +478,28 @@ def audio_level_db(audio: Audio) -> float:
     return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
-def check_not_silent(audio: Audio, threshold_db: float = -50.0, source: str = "") -> None:
+def check_not_silent(
+    audio: Audio | Iterable[Audio], threshold_db: float = -50.0, source: str = ""
+) -> None:
     """Refuse a clip whose peak is below ``threshold_db`` (a silent clip gives a frozen face).
+
+    ``audio`` may be a clip or its chunks (e.g. from :func:`stream_audio_file`): chunks are
+    read only until one reaches the threshold, which for speech is within the first second.
 
     Raises:
         InputError: naming the level, the source and the ``--allow-silent`` escape hatch.
     """
-    level = audio_level_db(audio)
+    if isinstance(audio, Audio):
+        level = audio_level_db(audio)
+    else:
+        level = -math.inf
+        for chunk in audio:
+            level = max(level, audio_level_db(chunk))
+            if level >= threshold_db:
+                break
+        close = getattr(audio, "close", None)
+        if close is not None:  # a generator: stop decoding and release its file
+            close()
     if level < threshold_db:
         where = f" in {source}" if source else ""
         shown = "-inf" if level == -math.inf else f"{level:.1f}"
@@ -564,7 +659,11 @@ class VideoWriter:
 
     With ``audio``, the video is trimmed to ``ceil(duration * fps)`` frames and its last frame
     is shortened so that video and audio end together; frames beyond that are dropped. If
-    fewer frames arrive, the last one is held until the audio ends (with a warning).
+    fewer frames arrive, the last one is held until the audio ends (with a warning). With
+    ``audio_rate`` instead, the sound track arrives piece by piece through :meth:`write_audio`
+    (live audio, or a file decoded as it streams), so it is never held whole; its end is
+    known only at :meth:`close`, which holds the last frame up to it as above (frames beyond
+    it are kept, with a warning).
 
     A path is written through a temporary file in the same directory, moved into place by
     :meth:`close`; on an exception inside ``with`` the partial file is removed and an earlier
@@ -577,6 +676,8 @@ class VideoWriter:
         size: ``(height, width)`` of the frames; both must be even (yuv420p halves chroma).
         audio: the sound track (mono ``[S]``), muxed as AAC at its own rate when AAC supports
             that rate, else at 48 kHz.
+        audio_rate: instead of ``audio``: the sample rate of a sound track given in pieces
+            with :meth:`write_audio`.
         metadata: extra container tags (e.g. ``pipeline``, ``config``). ``comment`` and
             ``generator`` always carry the provenance note; ``title`` defaults to it.
         crf: x264 constant rate factor (18 = visually lossless, 23 = x264's default).
@@ -592,6 +693,7 @@ class VideoWriter:
         size: tuple[int, int],
         *,
         audio: Audio | None = None,
+        audio_rate: int | None = None,
         metadata: dict[str, str] | None = None,
         crf: int = 18,
         preset: str = "veryfast",
@@ -613,9 +715,18 @@ class VideoWriter:
             raise ConfigError(f"crf must be an int in 0..51 (18 = visually lossless), got {crf!r}")
         if audio is not None and audio.samples.ndim != 1:
             raise InputError(f"the sound track must be mono [S], got {tuple(audio.samples.shape)}")
+        if audio is not None and audio_rate is not None:
+            raise InputError("give the sound track whole (audio=) or its rate for write_audio "
+                             "(audio_rate=), not both")
+        if audio_rate is not None and not (isinstance(audio_rate, int) and audio_rate > 0):
+            raise InputError(f"audio_rate must be a positive int (Hz), got {audio_rate!r}")
         self.fps = float(fps)
         self.size = (height, width)
         self.audio = audio
+        self.audio_rate = audio.sample_rate if audio is not None else audio_rate
+        self._audio_live = audio_rate is not None  # the track comes through write_audio
+        self._audio_parts: list[np.ndarray] = []  # received, not yet encoded (views, no copies)
+        self._audio_received = 0
         self.frames_written = 0
         self.frames_dropped = 0
         self.result: WriteResult | None = None  # what close() returned (also after ``with``)
@@ -670,12 +781,14 @@ class VideoWriter:
                 self._video.codec_context.gop_size = max(1, round(self.fps))
             self._audio_stream = None
             self._audio_sent = 0
-            if audio is not None:
-                rate_out = audio.sample_rate if audio.sample_rate in _AAC_RATES else 48000
+            if self.audio_rate is not None:
+                rate = self.audio_rate
+                rate_out = rate if rate in _AAC_RATES else 48000
                 self._audio_stream = self._container.add_stream("aac", rate=rate_out)
                 self._audio_stream.layout = "mono"
                 self._audio_stream.bit_rate = 96000
-                self._audio_samples = audio.samples.detach().float().cpu().numpy()
+            if audio is not None:
+                self._append_audio(audio.samples.detach().float().cpu().numpy())
             # Opens the encoders and writes the header now: bad options fail here, not midway,
             # and the muxer's time base (needed at close) is known.
             self._container.start_encoding()
@@ -727,21 +840,58 @@ class VideoWriter:
                 self._container.mux(self._pending)
             self._pending = packet
 
+    def write_audio(self, audio: Audio | np.ndarray | torch.Tensor) -> None:
+        """Append the next piece of the sound track (mono ``[S]`` float in -1..1) to a writer
+        opened with ``audio_rate``; it is encoded as the video reaches it."""
+        if self._closed:
+            raise RuntimeError("VideoWriter.write_audio after close")
+        if not self._audio_live:
+            raise InputError("write_audio needs a writer opened with audio_rate= "
+                             "(this one has its whole sound track, or none)")
+        if isinstance(audio, Audio):
+            if audio.sample_rate != self.audio_rate:
+                raise InputError(f"audio piece at {audio.sample_rate} Hz, but the writer was "
+                                 f"opened for {self.audio_rate} Hz: resample it first")
+            audio = audio.samples
+        # A copy: the caller may reuse its buffer for the next piece (live capture does).
+        data = np.array(torch.as_tensor(audio).detach().float().cpu().numpy(), copy=True)
+        if data.ndim != 1:
+            raise InputError(f"the sound track must be mono [S], got {tuple(data.shape)}")
+        self._append_audio(data)
+
+    def _append_audio(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self._audio_parts.append(samples)
+            self._audio_received += samples.size
+
+    def _take_audio(self, count: int) -> np.ndarray:
+        """The next ``count`` received samples, removed from the queue."""
+        taken, need = [], count
+        while need:
+            part = self._audio_parts[0]
+            taken.append(part[:need])
+            if part.size > need:
+                self._audio_parts[0] = part[need:]
+                need = 0
+            else:
+                self._audio_parts.pop(0)
+                need -= part.size
+        return taken[0] if len(taken) == 1 else np.concatenate(taken)
+
     def _send_audio(self, until_seconds: float | None) -> None:
         if self._audio_stream is None:
             return
-        total = self._audio_samples.shape[0]
-        stop = total
+        stop = self._audio_received
         if until_seconds is not None:
-            stop = min(total, round(until_seconds * self.audio.sample_rate))
+            stop = min(stop, round(until_seconds * self.audio_rate))
         if stop > self._audio_sent:
-            chunk = self._audio_samples[None, self._audio_sent : stop]
+            chunk = self._take_audio(stop - self._audio_sent)[None]
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(chunk), format="flt", layout="mono"
             )
-            frame.sample_rate = self.audio.sample_rate
+            frame.sample_rate = self.audio_rate
             frame.pts = self._audio_sent
-            frame.time_base = Fraction(1, self.audio.sample_rate)
+            frame.time_base = Fraction(1, self.audio_rate)
             for packet in self._audio_stream.encode(frame):
                 self._container.mux(packet)
             self._audio_sent = stop
@@ -754,6 +904,13 @@ class VideoWriter:
         if self._closed:
             raise RuntimeError("VideoWriter.close called twice")
         try:
+            if self._audio_live and self._audio_received:
+                # The end of a sound track given in pieces is known only now.
+                self._max_frames = num_frames_for(self._audio_received, self.audio_rate, self.fps)
+                extra = self.frames_written - self._max_frames
+                if extra > 0:
+                    warnings.warn(f"{extra} frame(s) beyond the end of the audio: the video "
+                                  "runs on after its sound", stacklevel=2)
             if self._max_frames is not None and self.frames_written < self._max_frames:
                 missing = self._max_frames - self.frames_written
                 if self._last_frame is None:
@@ -769,9 +926,10 @@ class VideoWriter:
             self._mux_video(self._video.encode(None))
             video_duration = self.frames_written / self.fps
             audio_duration = None
-            if self.audio is not None:
-                audio_duration = self.audio.duration
-                video_duration = audio_duration
+            if self._audio_received:
+                audio_duration = self._audio_received / self.audio_rate
+                if self.frames_written <= self._max_frames:  # else live frames ran past it
+                    video_duration = audio_duration
             last = self._pending
             if last is not None:
                 self._set_last_duration(last, video_duration)

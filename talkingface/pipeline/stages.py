@@ -300,7 +300,10 @@ class Renderer(Stage):
         requires: expression names it cannot do without.
         uses: expression names it uses when present (missing ones read as 0).
         spaces: latent spaces it needs (empty: it renders from pose + expression).
-        output_size: ``(H, W)`` of its frames (may depend on config).
+        output_size: ``(H, W)`` of its frames (may depend on config). A renderer whose frames
+            take the portrait's size (e.g. ``meshwarp`` with ``paste_back``) reports the last
+            prepared portrait's; ``PreparedPortrait.size`` is always that portrait's own, and is
+            what writers should use.
     """
 
     kind: ClassVar[str] = "render"

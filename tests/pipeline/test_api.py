@@ -106,3 +106,113 @@ def test_failed_run_keeps_an_earlier_output(pipe, image_array, speech, tmp_path,
         pipe.run(image_array, audio, output=out)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4", "out.yaml"]
+
+
+@pytest.fixture
+def speech_file(speech, tmp_path):
+    """The speech clip as a 44.1 kHz stereo WAV (resampled and mixed down while streaming)."""
+    import soundfile as sf
+
+    from talkingface.pipeline.media import resample
+
+    up = resample(speech.samples, 16000, 44100).numpy()
+    path = tmp_path / "speech.wav"
+    sf.write(path, np.stack([up, 0.5 * up], axis=1), 44100, subtype="FLOAT")
+    return path
+
+
+def test_stream_from_a_file_equals_batch(pipe, image_array, speech_file):
+    batch = pipe.run(image_array, speech_file).frames
+    for chunk_s in (0.04, 0.33):
+        streamed = Frames.concat(list(pipe.stream(image_array, speech_file, chunk_s=chunk_s)))
+        assert torch.equal(batch.data, streamed.data)
+    # The file is decoded chunk by chunk into the samples of the whole clip: first the audio
+    # up to the first frame, then chunk_s pieces.
+    clip = pipe.load_audio(speech_file)
+    chunks = list(pipe.audio_chunks(speech_file, chunk_s=0.2))
+    assert [c.num_samples for c in chunks] == [640] + [3200] * 9 + [2560]
+    assert [c.offset for c in chunks] == [0] + [640 + 3200 * i for i in range(10)]
+    assert torch.equal(torch.cat([c.samples for c in chunks]), clip.samples)
+
+
+def test_the_first_frame_waits_only_for_the_audio_it_needs(pm, image_array, speech):
+    from talkingface.pipeline.api import cut_audio
+
+    # The default pipeline's first frame needs its 40 ms, 80 ms of mouth anticipation and the
+    # viseme encoder's 72.5 ms of lookahead: 192.5 ms, not the 200 ms of 0.2 s chunks.
+    default = Pipeline.from_config("default")
+    assert default.graph.first_frame_points(16000) == [1800, 2440, 3080]
+    assert Pipeline.from_config("realtime").graph.first_frame_points(16000) == [1800, 2440]
+    toy = Pipeline.from_config("toy", ["stream.chunk_s=0.25"], plugin_manager=pm)
+    consumed = []
+
+    def counted(chunks):
+        for chunk in chunks:
+            consumed.append(chunk.num_samples)
+            yield chunk
+
+    chunks = counted(toy.audio_chunks((speech.samples.numpy(), 16000)))
+    first = next(toy.stream_chunks(image_array, chunks))
+    assert first.num_frames == 1 and consumed == [640]  # toy stages: no lookahead
+    for _ in toy.stream(image_array, (speech.samples.numpy(), 16000)):
+        pass
+    assert 40.0 <= toy.last_profile.start_latency_ms < 250.0  # not a whole 0.25 s chunk
+    pieces = list(cut_audio(speech.chunks(3000), [10, 20]))
+    assert [p.num_samples for p in pieces] == [10, 20, 2970] + [3000] * 9 + [2000]
+    assert torch.equal(torch.cat([p.samples for p in pieces]), speech.samples)
+
+
+def test_stream_from_a_bad_file_fails_before_streaming(pm, pipe, image_array, tmp_path):
+    import soundfile as sf
+
+    with pytest.raises(InputError, match="audio file not found"):
+        pipe.stream(image_array, tmp_path / "missing.wav")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    with pytest.raises(InputError, match=r"audio is silent \(peak -inf dBFS\) in .*silent.wav"):
+        pipe.stream(image_array, silent)
+    allowed = Pipeline.from_config("toy", ["allow_silent=true"], plugin_manager=pm)
+    assert sum(f.num_frames for f in allowed.stream(image_array, silent)) == 50
+    with pytest.raises(InputError, match="chunk_s must be a positive"):
+        pipe.stream(image_array, silent, chunk_s=-0.1)
+
+
+@pytest.fixture
+def torch_threads():
+    """Restores torch's thread count after a test that changes it (it is process-wide)."""
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def test_threads_sets_torchs_thread_count(pm, torch_threads):
+    assert Pipeline.from_config("toy", plugin_manager=pm).config.threads == 0
+    assert torch.get_num_threads() == torch_threads  # 0: left alone
+    Pipeline.from_config("toy", ["threads=1"], plugin_manager=pm)
+    assert torch.get_num_threads() == 1
+    Pipeline.from_config("toy", ["threads=2"], plugin_manager=pm)
+    assert torch.get_num_threads() == 2
+
+
+def test_negative_threads_is_a_config_error(pm):
+    from talkingface.pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threads must be 0 .* got -2"):
+        Pipeline.from_config("toy", ["threads=-2"], plugin_manager=pm)
+
+
+def test_file_sink_takes_the_frame_size_of_the_portrait(pm, image_array, speech, tmp_path):
+    """A renderer whose frames have the portrait's size: the MP4 gets that size, whether the
+    portrait comes prepared or is prepared by the run."""
+    from talkingface.pipeline.media import probe_media
+
+    pipe = Pipeline.from_config("toy", ["render=framed"], plugin_manager=pm)
+    audio = (speech.samples.numpy(), 16000)
+    out = tmp_path / "raw.mp4"
+    pipe.run(image_array, audio, output=out)
+    assert (probe_media(out)["video"]["height"], probe_media(out)["video"]["width"]) == (80, 64)
+    other = np.zeros((70, 96, 3), dtype=np.uint8)
+    prepared = pipe.prepare(other)
+    assert prepared.size == (70, 96) == pipe.graph.render.output_size
+    pipe.run(prepared, audio, output=out)
+    assert (probe_media(out)["video"]["height"], probe_media(out)["video"]["width"]) == (70, 96)

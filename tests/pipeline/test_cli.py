@@ -77,3 +77,39 @@ def test_debug_shows_traceback():
 def test_parser_accepts_overrides_after_options():
     args = build_parser().parse_args(["run", "-i", "a.jpg", "-a", "b.wav", "audio=energy"])
     assert args.overrides == ["audio=energy"] and args.image == "a.jpg"
+
+
+def test_stream_writes_the_file_as_it_decodes(tmp_path, capsys, monkeypatch, speech):
+    import numpy as np
+    import soundfile as sf
+
+    from talkingface.pipeline import cli
+    from talkingface.pipeline.api import Pipeline
+    from talkingface.pipeline.media import probe_media
+    from talkingface.pipeline.plugins import PluginManager
+    from tests.pipeline.toy_stages import TestStagesPlugin
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(TestStagesPlugin(), name="test-stages")
+    monkeypatch.setattr(cli, "_pipeline", lambda args: Pipeline.from_config(
+        "toy", ["render.params.size=32", *args.overrides], plugin_manager=pm))
+    image = tmp_path / "face.png"
+    import PIL.Image
+
+    PIL.Image.fromarray(np.full((80, 64, 3), 128, np.uint8)).save(image)
+    audio = tmp_path / "speech.wav"
+    sf.write(audio, speech.samples.numpy(), 16000)
+    out = tmp_path / "live.mp4"
+    assert main(["stream", "-i", str(image), "-a", str(audio), "-o", str(out),
+                 "--chunk-s", "0.04"]) == 0
+    assert "streamed 50 frames" in capsys.readouterr().err
+    info = probe_media(out)
+    assert info["video"]["frames"] == 50 and info["video"]["duration"] == pytest.approx(2.0)
+    assert info["audio"]["duration"] == pytest.approx(2.0, abs=0.1)  # AAC pads a little
+    assert (tmp_path / "live.yaml").exists()
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    assert main(["stream", "-i", str(image), "-a", str(silent), "-o",
+                 str(tmp_path / "s.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "silent" in err[0] and not (tmp_path / "s.mp4").exists()

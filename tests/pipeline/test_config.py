@@ -68,6 +68,8 @@ def test_unknown_top_level_key_lists_keys(pm):
     ("controls.head_motion=9", "head_motion"),
     ("kernels.backend=cuda", "auto, torch, triton"),
     ("chunk_frames=0", "chunk_frames"),
+    ("stream.chunk_s=0", "stream.chunk_s must be > 0"),
+    ("threads=-1", "threads must be 0"),
 ])
 def test_bad_values_are_refused(pm, override, words):
     with pytest.raises(ConfigError, match=words):

@@ -27,6 +27,7 @@ from talkingface.pipeline.media import (
     probe_media,
     read_video,
     resample,
+    stream_audio_file,
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -310,6 +311,135 @@ def test_level_and_silence_check():
         check_not_silent(Audio(torch.full((1600,), 1e-3), 16000))
 
 
+# ----------------------------------------------------------------------------- audio, streamed
+
+
+def decode_whole(path, rate: int) -> torch.Tensor:
+    """Reference: the whole file decoded in one go (libswresample, channel mean, the encoder's
+    padding cut at the declared duration, clipped), as load_audio did before streaming."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+        parts = []
+        for frame in container.decode(stream):
+            frame.pts = None
+            parts += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
+        parts += [f.to_ndarray().mean(axis=0) for f in resampler.resample(None)]
+        declared = float(stream.duration * stream.time_base) if stream.duration else None
+    mono = np.concatenate(parts).astype(np.float32)
+    if declared is not None:
+        keep = round(declared * rate)
+        if keep < mono.size <= keep + 0.1 * rate:
+            mono = mono[:keep]
+    return torch.from_numpy(np.clip(mono, -1.0, 1.0))
+
+
+def noisy_speech(seconds: float, rate: int, channels: int) -> np.ndarray:
+    """A modulated tone plus noise, ``[S]`` or ``[S, 2]`` (right channel at half level)."""
+    t = np.arange(round(seconds * rate)) / rate
+    noise = np.random.default_rng(rate).standard_normal(t.size)
+    x = (0.4 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+         + 0.05 * noise).astype(np.float32)
+    return x if channels == 1 else np.stack([x, 0.5 * x], axis=1)
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "ext"),
+    [(44100, 2, "wav"), (48000, 1, "flac"), (8000, 1, "wav"), (22050, 2, "ogg"),
+     (44100, 2, "mp3"), (44100, 2, "m4a"), (16000, 1, "wav")],
+)
+def test_streamed_file_chunks_are_the_loaded_clip(tmp_path, rate, channels, ext):
+    path = tmp_path / f"speech.{ext}"
+    sound = noisy_speech(2.3, rate, channels)
+    if ext == "m4a":
+        write_m4a(path, sound if channels == 2 else np.stack([sound, sound], 1), rate)
+    else:
+        sf.write(path, sound, rate)
+    whole = load_audio(path)
+    # Resampling at chunk boundaries changes nothing: same samples as one whole decode.
+    assert torch.equal(whole.samples, decode_whole(path, 16000))
+    for size in (1, 321, 640, 16000, 10**6):
+        chunks = list(stream_audio_file(path, chunk_samples=size))
+        expected = list(whole.chunks(size))
+        assert [c.offset for c in chunks] == [c.offset for c in expected]
+        assert all(torch.equal(c.samples, e.samples) for c, e in zip(chunks, expected, strict=True))
+        assert all(c.sample_rate == 16000 for c in chunks)
+    assert [c.num_samples for c in stream_audio_file(path, target_rate=8000, chunk_samples=5000)
+            ] == [c.num_samples for c in load_audio(path, target_rate=8000).chunks(5000)]
+
+
+def test_streamed_file_is_never_held_whole(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "long.wav"
+    sf.write(path, noisy_speech(60.0, 44100, 2), 44100, subtype="PCM_16")  # 3.8 MB at 16 kHz
+    chunks = stream_audio_file(path, chunk_samples=640)
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in chunks)  # each chunk dropped as the next one comes
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 1500
+    assert peak < 1_000_000, f"the reader held {peak / 1e6:.1f} MB"
+    first = next(stream_audio_file(path, chunk_samples=640))
+    assert first.samples.untyped_storage().nbytes() == 640 * 4  # owns its samples only
+
+
+def test_streamed_file_errors(tmp_path):
+    # Bad files fail when the reader is made, before any chunk is asked for.
+    with pytest.raises(InputError, match="audio file not found"):
+        stream_audio_file(tmp_path / "missing.wav", chunk_samples=640)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 255, 4000, np.uint8).tobytes())
+    with pytest.raises(InputError, match="cannot decode audio from"):
+        stream_audio_file(garbage, chunk_samples=640)
+    image = tmp_path / "face.png"
+    PIL.Image.fromarray(gradient_image()).save(image)
+    with pytest.raises(InputError, match="no audio track"):
+        stream_audio_file(image, chunk_samples=640)
+    with pytest.raises(ValueError, match="chunk_samples"):
+        stream_audio_file(image, chunk_samples=0)
+    # A clip too short fails before its first chunk, however small the chunks.
+    short = tmp_path / "short.wav"
+    sf.write(short, sine(440, 0.01, 16000), 16000)
+    chunks = stream_audio_file(short, chunk_samples=16)
+    with pytest.raises(InputError, match=r"audio in .*short.wav is empty \(0.010 s\)"):
+        next(chunks)
+    # NaN samples fail where decoding reaches them, with load_audio's message.
+    bad = np.concatenate([sine(440, 1.0, 16000), np.full(160, np.nan, np.float32)])
+    nan_wav = tmp_path / "nan.wav"
+    sf.write(nan_wav, bad, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match="NaN or infinite samples"):
+        load_audio(nan_wav)
+    chunks = stream_audio_file(nan_wav, chunk_samples=1600)
+    assert next(chunks).num_samples == 1600
+    with pytest.raises(InputError, match="NaN or infinite samples"):
+        list(chunks)
+    # A file cut short in the middle of its data: same message as a whole decode gives.
+    cut = tmp_path / "cut.mp3"
+    sf.write(tmp_path / "full.mp3", noisy_speech(2.0, 44100, 1), 44100)
+    cut.write_bytes((tmp_path / "full.mp3").read_bytes()[:6000])
+    assert torch.equal(torch.cat([c.samples for c in stream_audio_file(cut, chunk_samples=999)]),
+                       load_audio(cut).samples)
+
+
+def test_silence_check_reads_chunks_only_until_speech():
+    seen = []
+
+    def chunks(levels):
+        for i, level in enumerate(levels):
+            seen.append(i)
+            yield Audio(torch.full((160,), level), 16000, 160 * i)
+
+    check_not_silent(chunks([0.0, 0.0, 0.5, 0.0, 0.0]))
+    assert seen == [0, 1, 2]  # stopped at the first loud chunk
+    with pytest.raises(InputError, match=r"audio is silent \(peak -60.0 dBFS\) in a.wav"):
+        check_not_silent(chunks([0.0, 1e-3, 1e-4]), source="a.wav")
+    with pytest.raises(InputError, match=r"peak -inf dBFS"):
+        check_not_silent(iter([]))
+
+
 # ----------------------------------------------------------------------------- video
 
 
@@ -367,6 +497,58 @@ def test_video_writer_holds_the_last_frame_when_frames_run_short(tmp_path):
     with pytest.warns(UserWarning, match="5 frame"):
         result = writer.close()
     assert result.frames == 25 and probe_media(tmp_path / "short.mp4")["video"]["frames"] == 25
+
+
+def test_video_writer_takes_the_sound_track_in_pieces(tmp_path):
+    audio = speech_audio(1.03)
+    whole = VideoWriter(tmp_path / "whole.mp4", 25, (64, 64), audio=audio, fragmented=True)
+    live = VideoWriter(tmp_path / "live.mp4", 25, (64, 64), audio_rate=16000, fragmented=True)
+    frames = moving_frames(26)
+    for i, piece in enumerate(audio.chunks(640)):  # audio a little ahead of the frames
+        live.write_audio(piece if i % 2 else piece.samples.numpy())
+        if i >= 2:
+            live.write(frames[i - 2 : i - 1])
+        whole.write(frames[i : i + 1])
+    live.write(frames[24:])
+    a, b = whole.close(), live.close()
+    assert (b.frames, b.video_duration, b.audio_duration) == (a.frames, a.video_duration,
+                                                              a.audio_duration) == (26, 1.03, 1.03)
+    clip, ref = read_video(tmp_path / "live.mp4"), read_video(tmp_path / "whole.mp4")
+    # Same pictures; libx264's frame threads may round a pixel differently between encodes.
+    assert clip.frames.shape == ref.frames.shape
+    assert (clip.frames.float() - ref.frames.float()).abs().mean() < 0.5
+    assert torch.equal(clip.audio.samples, ref.audio.samples)  # same AAC stream
+    # The end is known only at close: short frames are held, extra frames kept with a warning.
+    short = VideoWriter(tmp_path / "short.mp4", 25, (64, 64), audio_rate=16000)
+    short.write_audio(audio)
+    short.write(frames[:20])
+    with pytest.warns(UserWarning, match="6 frame"):
+        assert short.close().frames == 26
+    long = VideoWriter(tmp_path / "long.mp4", 25, (64, 64), audio_rate=16000)
+    long.write_audio(speech_audio(0.4))
+    long.write(frames)
+    with pytest.warns(UserWarning, match="16 frame.*beyond the end of the audio"):
+        result = long.close()
+    assert (result.frames, result.video_duration, result.audio_duration) == (26, 1.04, 0.4)
+
+
+def test_video_writer_sound_track_in_pieces_errors(tmp_path):
+    with pytest.raises(InputError, match="not both"):
+        VideoWriter(tmp_path / "a.mp4", 25, (64, 64), audio=speech_audio(0.2), audio_rate=16000)
+    with pytest.raises(InputError, match="audio_rate must be a positive int"):
+        VideoWriter(tmp_path / "a.mp4", 25, (64, 64), audio_rate=0)
+    with VideoWriter(tmp_path / "a.mp4", 25, (64, 64), audio=speech_audio(0.2)) as writer:
+        writer.write(moving_frames(5))
+        with pytest.raises(InputError, match="write_audio needs a writer opened with audio_rate"):
+            writer.write_audio(speech_audio(0.2))
+    with VideoWriter(tmp_path / "b.mp4", 25, (64, 64), audio_rate=16000) as writer:
+        writer.write(moving_frames(5))
+        with pytest.raises(InputError, match="at 8000 Hz, but the writer was opened for 16000"):
+            writer.write_audio(Audio(torch.zeros(800), 8000))
+        with pytest.raises(InputError, match="mono"):
+            writer.write_audio(np.zeros((2, 800), np.float32))
+    with pytest.raises(RuntimeError, match="after close"):
+        writer.write_audio(speech_audio(0.2))
 
 
 def test_video_writer_without_audio(tmp_path):

@@ -126,6 +126,32 @@ class FlatRenderer(Renderer):
         return Frames(data.contiguous(), motion.fps, motion.start_frame)
 
 
+class FramedRenderer(FlatRenderer):
+    """Frames of the portrait's own size (like a renderer that pastes the face back)."""
+
+    name = "framed"
+
+    def __init__(self, config=None, *, device="cpu") -> None:
+        super().__init__(config, device=device)
+        self._size = (self.config.size, self.config.size)
+
+    @property
+    def output_size(self):
+        return self._size
+
+    def prepare(self, portrait):
+        self._size = tuple(portrait.pixels.shape[:2])
+        mean = portrait.pixels.float().mean(dim=(0, 1))
+        return PreparedPortrait(portrait, self.name, self._size, {"mean": mean})
+
+    def render(self, prepared, motion):
+        jaw = motion.get("jaw_open")
+        h, w = prepared.size
+        data = prepared.state["mean"][None, None, None, :] * (0.5 + 0.5 * jaw)[:, None, None, None]
+        data = data.expand(motion.num_frames, h, w, 3).round().clamp(0, 255).to(torch.uint8)
+        return Frames(data.contiguous(), motion.fps, motion.start_frame)
+
+
 class NeedsBlink(FlatRenderer):
     """A renderer that needs a coefficient SmoothJaw does not provide."""
 
@@ -145,6 +171,7 @@ class TestStagesPlugin:
     @hookimpl
     def register_renderers(self, register):
         register(FlatRenderer)
+        register(FramedRenderer)
         register(NeedsBlink)
 
     @hookimpl

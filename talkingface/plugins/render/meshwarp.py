@@ -1,8 +1,11 @@
 """The default renderer: animates the aligned portrait crop by warping it along its face mesh,
-with a synthetic mouth interior where the lips part. Needs no weights; real time on a CPU."""
+with a synthetic mouth interior where the lips part, and optionally pastes the animated crop
+back into the whole portrait. Needs no weights; real time on a CPU."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,6 +53,15 @@ class MeshWarpConfig:
             a pixel of error on the chin of a wide-open jaw; 0 = the one-step -d(p)).
         chunk_frames: frames rendered together (bigger batches amortise per-call overhead).
         backend: ``warp2d`` kernel backend: "auto", "torch" or "triton" (None: process default).
+        paste_back: output the whole portrait with the animated face composited in place,
+            instead of the ``size`` x ``size`` face crop. Frames then have the portrait's own
+            size (see ``paste_back_max_side``); the crop is feathered in along a still band
+            and the picture outside it keeps its pixels. The face keeps the crop's resolution
+            (its height is about ``size / face_scale`` pixels): for a face much larger than
+            that in the portrait, raise ``size``.
+        paste_back_max_side: with ``paste_back``, portraits whose longer side is above this
+            are scaled down to it (area filter); an odd width or height loses its last
+            column or row (H.264 needs even sides). 1920 keeps a 1080p picture as it is.
     """
 
     size: int = 512
@@ -63,6 +75,8 @@ class MeshWarpConfig:
     inverse_iterations: int = 3
     chunk_frames: int = 16
     backend: str | None = None
+    paste_back: bool = False
+    paste_back_max_side: int = 1920
 
 
 # Coefficient ranges: openings and blinks are 0..1 (beyond 1 the lids would cross).
@@ -76,7 +90,10 @@ class MeshWarpRenderer(Renderer):
     motion frame into a backward flow and a mouth tile and hands both to ``warp2d``, then
     redraws nearly closed eyes at full resolution. Frames depend only on their own motion
     frame, so streaming per chunk equals the batch run. Output frames are the aligned crop
-    (``PreparedPortrait.state["crop"]`` holds its matrix for pasting back).
+    (``PreparedPortrait.state["crop"]`` holds its matrix), or with ``paste_back`` the whole
+    portrait with the crop composited back (:mod:`talkingface.plugins.render.paste`); then
+    ``output_size`` is the size of the most recently prepared portrait's frames, and each
+    ``PreparedPortrait.size`` is that portrait's.
     Left/right follow the image: ``blink_l`` closes the eye on the image's left, ``gaze_x > 0``
     looks to the image's right.
     """
@@ -101,10 +118,20 @@ class MeshWarpRenderer(Renderer):
             )
         if cfg.chunk_frames < 1:
             raise ConfigError(f"meshwarp: chunk_frames must be positive, got {cfg.chunk_frames}")
+        if cfg.paste_back_max_side < 64:
+            raise ConfigError(
+                f"meshwarp: paste_back_max_side must be at least 64 pixels, "
+                f"got {cfg.paste_back_max_side}"
+            )
         self._analyzer = None
+        self._prepared_size: tuple[int, int] | None = None
 
     @property
     def output_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the frames: the crop, or with ``paste_back`` the last prepared
+        portrait's frame size (the crop's until a portrait is prepared)."""
+        if self.config.paste_back and self._prepared_size is not None:
+            return self._prepared_size
         return (self.config.size, self.config.size)
 
     def load(self) -> None:
@@ -121,7 +148,9 @@ class MeshWarpRenderer(Renderer):
         self.ensure_loaded()
         cfg = self.config
         face = self._analyzer.analyze(portrait.pixels, source=portrait.source)
-        crop = align_crop(portrait.pixels, face, size=cfg.size, face_scale=cfg.face_scale)
+        crop = align_crop(
+            portrait.pixels, face, size=cfg.size, face_scale=cfg.face_scale, cubic=cfg.paste_back
+        )
         points = crop.landmarks.points
         rig = build_rig(
             points, cfg.size, cfg.flow_grid, cfg.jaw_drop, cfg.head_depth, device=self.device
@@ -133,7 +162,28 @@ class MeshWarpRenderer(Renderer):
             "rig": rig,
             "mouth": style,
         }
-        return PreparedPortrait(portrait, self.name, self.output_size, state)
+        size = (cfg.size, cfg.size)
+        if cfg.paste_back:
+            from talkingface.plugins.render.face import _as_rgb_uint8
+            from talkingface.plugins.render.paste import build_paste_back
+
+            paste = build_paste_back(
+                _as_rgb_uint8(portrait.pixels), crop.matrix.numpy(), rig, cfg.paste_back_max_side
+            )
+            paste.flow_gain = paste.flow_gain.to(self.device)
+            state["paste"] = paste
+            size = paste.size
+            self._prepared_size = size
+            if paste.enlargement > 1.3:
+                better = min(2048, 64 * math.ceil(cfg.size * paste.enlargement / 64))
+                warnings.warn(
+                    f"paste_back: the face is rendered at {cfg.size} px and enlarged "
+                    f"{paste.enlargement:.1f}x into {portrait.source or 'the portrait'}, so it "
+                    f"looks softer than the picture around it; render.params.size={better} "
+                    "keeps its detail (and costs more time per frame)",
+                    stacklevel=2,
+                )
+        return PreparedPortrait(portrait, self.name, size, state)
 
     def render(self, prepared: PreparedPortrait, motion: Motion) -> Frames:
         if not isinstance(prepared, PreparedPortrait):
@@ -143,10 +193,15 @@ class MeshWarpRenderer(Renderer):
             )
         if not isinstance(motion, Motion):
             raise TypeError(f"meshwarp.render takes a Motion, got {type(motion).__name__}")
-        if "rig" not in prepared.state or tuple(prepared.size) != self.output_size:
+        state = prepared.state
+        if (
+            "rig" not in state
+            or state["rig"].size != self.config.size
+            or ("paste" in state) != self.config.paste_back
+        ):
             raise ContractError(
                 f"meshwarp: this portrait was prepared by {prepared.renderer!r} at size "
-                f"{prepared.size}; prepare it with this renderer"
+                f"{prepared.size} (paste_back {'paste' in state}); prepare it with this renderer"
             )
         missing = [n for n in self.requires if n not in motion.names]
         if missing:
@@ -155,15 +210,21 @@ class MeshWarpRenderer(Renderer):
                 f"motion (it has {', '.join(motion.names) or 'none'}): use a motion generator "
                 "that provides them"
             )
-        rig: FaceRig = prepared.state["rig"]
-        style: MouthStyle = prepared.state["mouth"]
-        image = prepared.state["image"]
-        out = torch.empty((motion.num_frames, *self.output_size, 3), dtype=torch.uint8)
+        rig: FaceRig = state["rig"]
+        style: MouthStyle = state["mouth"]
+        image = state["image"]
+        paste = state.get("paste")
+        out = torch.empty((motion.num_frames, *prepared.size, 3), dtype=torch.uint8)
         step = self.config.chunk_frames
         with torch.no_grad():
             for start in range(0, motion.num_frames, step):
                 part = motion.slice(start, start + step)
-                out[start : start + part.num_frames] = self._render_chunk(rig, style, image, part)
+                target = out[start : start + part.num_frames]
+                if paste is None:
+                    target[:] = self._render_chunk(rig, style, image, part)
+                else:
+                    crops = self._render_chunk(rig, style, image, part, paste.flow_gain)
+                    paste.composite(crops, out=target)
         return Frames(out, motion.fps, motion.start_frame)
 
     def coefficients(self, motion: Motion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,10 +242,12 @@ class MeshWarpRenderer(Renderer):
         pose[:, 5] = pose[:, 5].clamp(0.5, 2.0)
         return coeffs.to(self.device), pose.to(self.device), get("tongue").to(self.device)
 
-    def _render_chunk(self, rig, style, image, motion: Motion) -> torch.Tensor:
+    def _render_chunk(self, rig, style, image, motion: Motion, flow_gain=None) -> torch.Tensor:
         cfg = self.config
         coeffs, pose, tongue = self.coefficients(motion)
         flow = backward_flow(rig, coeffs, pose, cfg.head_rotation_gain, cfg.inverse_iterations)
+        if flow_gain is not None:  # paste-back: still along the crop border (see paste.py)
+            flow = flow * flow_gain[None, :, :, None]
         overlay = origin = None
         if cfg.mouth_interior:
             lips = torch.cat([rig.upper_lip, rig.lower_lip])
