@@ -258,7 +258,7 @@ class StageGraph:
         feature frame ``t`` can be computed once the audio up to ``(t + 1) / fps`` plus the
         encoder's ``lookahead_s`` has arrived (the locality contract). One position per
         feature frame, ascending; the last is the least audio any chunking has to wait for
-        before the first frame (192.5 ms for the default pipeline: one 40 ms frame, 80 ms of
+        before the first frame (152.5 ms for the default pipeline: one 40 ms frame, 40 ms of
         mouth anticipation, 72.5 ms of encoder lookahead).
         """
         lookahead = math.ceil(self.audio.lookahead_s * sample_rate)

@@ -138,10 +138,12 @@ def test_stream_from_a_file_equals_batch(pipe, image_array, speech_file):
 def test_the_first_frame_waits_only_for_the_audio_it_needs(pm, image_array, speech):
     from talkingface.pipeline.api import cut_audio
 
-    # The default pipeline's first frame needs its 40 ms, 80 ms of mouth anticipation and the
-    # viseme encoder's 72.5 ms of lookahead: 192.5 ms, not the 200 ms of 0.2 s chunks.
+    # The default pipeline's first frame needs its 40 ms, 40 ms of mouth anticipation and the
+    # viseme encoder's 72.5 ms of lookahead: 152.5 ms, not the 200 ms of 0.2 s chunks.
     default = Pipeline.from_config("default")
-    assert default.graph.first_frame_points(16000) == [1800, 2440, 3080]
+    assert default.graph.first_frame_points(16000) == [1800, 2440]
+    two = Pipeline.from_config("default", ["motion.params.anticipation_frames=2"])
+    assert two.graph.first_frame_points(16000) == [1800, 2440, 3080]
     assert Pipeline.from_config("realtime").graph.first_frame_points(16000) == [1800, 2440]
     toy = Pipeline.from_config("toy", ["stream.chunk_s=0.25"], plugin_manager=pm)
     consumed = []

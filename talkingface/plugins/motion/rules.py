@@ -103,7 +103,7 @@ class RulesConfig:
     nod_deg: float = 1.6
     blink_min_s: float = 0.12
     blink_max_s: float = 0.35
-    anticipation_frames: int = 2
+    anticipation_frames: int = 1
 
 
 class RulesMotion(MotionGenerator):
@@ -136,7 +136,7 @@ class RulesMotion(MotionGenerator):
     accepts = ("energy", "visemes")
     provides = OUTPUT_NAMES
     space = None
-    lookahead_frames = 2
+    lookahead_frames = 1
     Config = RulesConfig
 
     def __init__(self, config=None, *, device="cpu") -> None:

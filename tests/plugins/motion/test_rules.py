@@ -235,5 +235,9 @@ def test_rejects_bad_controls_and_features():
 
 
 def test_declares_what_the_renderer_needs():
-    assert math.isclose(RulesMotion.lookahead_frames / FPS, 0.08)
+    # One frame (40 ms) of anticipation by default: it keeps streaming start latency < 200 ms.
+    assert math.isclose(RulesMotion.lookahead_frames / FPS, 0.04)
+    assert RulesMotion().lookahead_frames == 1
+    two = RulesMotion(RulesMotion.Config(anticipation_frames=2))
+    assert two.lookahead_frames == 2
     assert RulesMotion().declarations()["accepts"] == ["energy", "visemes"]
