@@ -136,7 +136,7 @@ class RulesMotion(MotionGenerator):
     accepts = ("energy", "visemes")
     provides = OUTPUT_NAMES
     space = None
-    lookahead_frames = 1
+    lookahead_frames = RulesConfig.anticipation_frames  # __init__ sets the configured one
     Config = RulesConfig
 
     def __init__(self, config=None, *, device="cpu") -> None:
