@@ -60,9 +60,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="seed given to every variant (default: %(default)s)")
     p.add_argument("--no-stream-latency", action="store_true",
                    help="skip the short streaming run that measures start latency")
-    p.add_argument("--no-align-real", action="store_true",
-                   help="correlate with the real videos as they are, without first taking out "
-                        "their own audio-visual offset")
+    p.add_argument("--align-real", action="store_true",
+                   help="first take each real video's own audio-visual offset (estimated from "
+                        "its mouth vs its loudness) out of it; only for videos known to be "
+                        "offset: on short clips the estimate is unreliable and favours "
+                        "loudness-driven variants (default: the files' own timing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=main)
     return p
@@ -89,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         inputs,
         seed=args.seed,
         stream_latency=not args.no_stream_latency,
-        align_real=not args.no_align_real,
+        align_real=args.align_real,
         progress=not args.no_progress,
     ).run()
     paths = write_all(comp, args.output)

@@ -157,3 +157,23 @@ def test_real_video_offset_is_taken_out(align):
         assert row.value > 0.99 and "-320 ms" in row.note
     else:
         assert row.value < 0.5
+
+
+def test_real_video_gets_a_bilabial_closure_row_when_phones_are_known():
+    # the 'real' mouth is shut in the pause (1.5-2.1 s) and open around it: a bilabial placed
+    # in the pause counts as closed on the real video, one in the speech does not
+    audio = speech()
+    n = math.ceil(audio.num_samples * FPS / SR)
+    real = render(mouth_from_audio(audio, n))
+    from talkingface.compare.metrics import Phone
+
+    def rate_for(phones):
+        loaded = LoadedInput(real[0], audio, real_frames=real, real_fps=FPS, phones=phones)
+        comp = _run(["default="], [R.CompareInput("clip", lambda: loaded, "video")])
+        rows = [r for r in comp.rows if r.variant == R.REAL and r.metric == "bilabial_closure"]
+        assert len(rows) == 1
+        return rows[0].value
+
+    speech_phones = [Phone("aa", 0.2, 1.2), Phone("aa", 2.3, 3.5)]
+    assert rate_for([*speech_phones, Phone("M", 1.7, 1.9)]) == 1.0
+    assert rate_for([*speech_phones, Phone("M", 0.6, 0.8)]) == 0.0
