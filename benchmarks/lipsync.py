@@ -7,7 +7,10 @@ deliberately broken variants that must score clearly worse.
 Writes ``lipsync.csv``, ``lipsync.md`` (the tables, with the machine) and the full
 ``talkingface compare`` outputs (``results.csv``, ``results.json``, ``report.html``) into
 ``--output``/videos (and ``--output``/tts with ``--tts``: espeak-ng speech with known phones,
-for the bilabial-closure rate). Exits 1 when a broken variant is not ranked below the default.
+for the bilabial-closure rate; with ``--asr-phones`` the same rate on the real videos' speech,
+with phones found by PocketSphinx). The real videos are taken at their own timing (the ±3-frame
+lag search absorbs small offsets). Exits 1 when a broken variant is not ranked below the
+default.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "evaldata
 
 VARIANTS = (
     "visemes=audio=visemes",
+    "sphinx=sphinx",
     "energy=audio=energy",
-    "broken_shift10=audio=visemes audio_shift_frames=10",
-    "broken_still=audio=visemes mute_audio=true",
+    "broken_shift10=sphinx audio_shift_frames=10",
+    "broken_still=sphinx mute_audio=true",
 )
-"""The default pipeline's phonetic encoder, the loudness-only encoder, the phonetic encoder
-with the audio 10 frames late, and a mouth that never moves."""
+"""The default pipeline's phonetic encoder (``visemes``, streams with low latency), the offline
+PocketSphinx preset, the loudness-only encoder, and the PocketSphinx preset broken twice: its
+audio 10 frames late, and a mouth that never moves."""
 
 SENTENCES = (
     "Maybe my mom made a big apple pie.",
@@ -40,7 +45,7 @@ SENTENCES = (
 )
 """Synthetic speech for ``--tts``: many bilabials (p, b, m), whose lips must close."""
 
-REFERENCE = "visemes"
+REFERENCE = "sphinx"
 MARGIN = 0.1
 """'Clearly below': a broken variant's mouth r is lower than the reference's on every video and
 lower by at least this much on average."""
@@ -86,19 +91,69 @@ def tts_inputs(portrait: Path | None):
     return items
 
 
-def tts_table(comp) -> list[str]:
-    """Markdown lines: bilabial closure, silent-lip stability and AV offset per variant."""
+def asr_phones(audio) -> list:
+    """Phone timings of English speech, found by PocketSphinx 5 through the ``sphinx``
+    encoder's decoder (the words recognised with its language model, then force-aligned phone
+    by phone; the whole clip as one utterance). Dev-time: ``pip install pocketsphinx==5.1.1``,
+    which ships its en-US models. Nobody checked these phones: the real video's own lips
+    closing on the p/b/m found (its row in the table) says how far to trust them. They come
+    from the same recogniser as the ``sphinx`` variant, so its closure rate is measured on its
+    own phone timings (the rendering and the rules are what that rate tests there)."""
+    from talkingface.compare.metrics import Phone
+    from talkingface.pipeline.media import resample
+    from talkingface.plugins.audio.sphinx import FRAME_S, SphinxEncoder
+
+    encoder = SphinxEncoder()
+    x = audio.samples.float()
+    x = x.mean(dim=0) if x.ndim == 2 else x
+    x = resample(x, audio.sample_rate, encoder.sample_rate)
+    return [Phone(name, start * FRAME_S, (start + count) * FRAME_S)
+            for name, start, count in encoder.phones(x)]
+
+
+def with_asr_phones(inputs):
+    """The real-video inputs again, each with the phone timings PocketSphinx finds in its audio
+    (for the bilabial-closure rate on real speech)."""
+    import dataclasses
+
+    from talkingface.compare.runner import CompareInput
+
+    try:
+        import pocketsphinx  # noqa: F401
+    except ImportError:
+        raise SystemExit("--asr-phones needs PocketSphinx: pip install pocketsphinx==5.1.1") \
+            from None
+
+    def loader(item):
+        def load():
+            loaded = item.load()
+            return dataclasses.replace(loaded, phones=asr_phones(loaded.audio))
+
+        return load
+
+    return [CompareInput(i.name, loader(i), i.kind) for i in inputs]
+
+
+def closure_table(comp, title: str) -> list[str]:
+    """Markdown lines: bilabial closure (per input and mean), silent-lip stability and AV
+    offset per variant (and the real videos, where there are some)."""
     from talkingface.compare.report import summary
 
+    def fmt(v: float) -> str:
+        return "-" if not math.isfinite(v) else f"{v:.3f}"
+
+    closure: dict[tuple[str, str], float] = {
+        (r.variant, r.input): r.value for r in comp.rows if r.metric == "bilabial_closure"}
     summ = summary(comp)
-    lines = ["", f"## Synthetic speech with known phones ({len(comp.inputs)} espeak-ng clips)",
-             "", "| variant | bilabial closure | silent lip std (% face h) | AV offset (ms) |"
-             " AV r |", "|---|---|---|---|---|"]
+    lines = ["", f"## {title}", "",
+             "| variant | " + " | ".join(f"closure {i}" for i in comp.inputs)
+             + " | mean bilabial closure | silent lip std (% face h) | AV offset (ms) | AV r |",
+             "|---|" + "---|" * (len(comp.inputs) + 4)]
     for name, m in summ.items():
+        per = [closure.get((name, i), math.nan) for i in comp.inputs]
         vals = [m.get(k, math.nan) for k in ("bilabial_closure", "silent_lip_std",
                                               "av_offset_ms", "av_corr")]
-        lines.append(f"| {name} | " + " | ".join(
-            "-" if not math.isfinite(v) else f"{v:.3f}" for v in vals) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(v) for v in per + vals) + " |")
     failed = [f"{r.variant}/{r.input}: {r.error}" for r in comp.records if r.status != "ok"]
     lines += [f"- failed: {f}" for f in failed]
     return lines
@@ -118,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also drive the portrait (default: the built-in demo) with espeak-ng "
                         "sentences whose phone timings are known: bilabial closure rate")
     p.add_argument("--no-videos", action="store_true", help="skip the real videos")
+    p.add_argument("--asr-phones", action="store_true",
+                   help="find the phones of each real video's speech with PocketSphinx "
+                        "(pip install pocketsphinx==5.1.1): bilabial closure on real speech")
+    p.add_argument("--align-real", action="store_true",
+                   help="take each real video's loudness-estimated AV offset out first "
+                        "(see talkingface compare --help; default: the files' own timing)")
     args = p.parse_args(argv)
 
     from talkingface.compare.report import write_all
@@ -128,14 +189,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_videos:
         inputs = discover_inputs(args.data, mode="videos", portrait=args.portrait,
                                  max_seconds=args.max_seconds)
-        comp = ComparisonRunner(variants, inputs, stream_latency=False).run()
+        if args.asr_phones:
+            inputs = with_asr_phones(inputs)
+        comp = ComparisonRunner(variants, inputs, stream_latency=False,
+                                align_real=args.align_real).run()
         write_all(comp, args.output / "videos")
         video_lines, ok = video_table(comp, args.output / "lipsync.csv")
         lines += video_lines
+        if args.asr_phones:
+            lines += closure_table(comp, "Real videos, phones found by PocketSphinx")
     if args.tts:
         comp = ComparisonRunner(variants, tts_inputs(args.portrait), stream_latency=False).run()
         write_all(comp, args.output / "tts")
-        lines += tts_table(comp)
+        lines += closure_table(
+            comp, f"Synthetic speech with known phones ({len(comp.inputs)} espeak-ng clips)")
     text = "\n".join(lines) + "\n"
     (args.output / "lipsync.md").write_text(text, encoding="utf-8")
     print(text)

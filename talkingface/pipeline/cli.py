@@ -46,6 +46,10 @@ def _add_input_args(p: argparse.ArgumentParser, demo: bool = True) -> None:
     p.add_argument("--allow-silent", action="store_true",
                    help="accept silent audio (renders a still face) instead of refusing it")
     p.add_argument("--seed", type=int, help="seed for every random choice (same seed, same video)")
+    p.add_argument("--text", help="what the speech says (English words): the sphinx encoder "
+                                  "aligns its phones to these words instead of recognising them "
+                                  "(picks --preset sphinx unless another preset or config is "
+                                  "given; needs pip install 'talkingface[sphinx]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +130,37 @@ def _pipeline(args):
     if getattr(args, "frames_dir", None) is not None:
         overrides.append(f"output.frames_dir={args.frames_dir}")
     source = args.config if args.config is not None else args.preset
-    return Pipeline.from_config(source, overrides)
+    text = getattr(args, "text", None)
+    if text is None:
+        return Pipeline.from_config(source, overrides)
+    return Pipeline.from_config(_with_transcript(source, overrides, text, args), ())
+
+
+def _with_transcript(source, overrides: list[str], text: str, args):
+    """The config with ``--text`` set as the audio encoder's transcript (``text`` param)."""
+    import dataclasses
+
+    from talkingface.pipeline.config import load_config
+    from talkingface.pipeline.errors import InputError
+    from talkingface.pipeline.plugins import get_plugin_manager
+
+    if not text.strip():
+        raise InputError("--text is empty: give the words that are spoken, or leave it out")
+    if args.config is None and args.preset == "default":
+        source = "sphinx"
+    config = load_config(source, overrides)
+    encoder = get_plugin_manager().registry.get("audio", config.audio.name).cls
+    fields = dataclasses.fields(encoder.Config) if dataclasses.is_dataclass(encoder.Config) else ()
+    if "text" not in {f.name for f in fields}:
+        raise InputError(
+            f"--text needs an audio encoder that aligns a transcript; {config.audio.name!r} "
+            "does not: use --preset sphinx (or audio=sphinx)"
+        )
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(config, resolve=False)  # load_config's result is read-only
+    config["audio"]["params"]["text"] = text
+    return config
 
 
 def _inputs(args) -> tuple[str, str, bool]:

@@ -113,3 +113,22 @@ def test_stream_writes_the_file_as_it_decodes(tmp_path, capsys, monkeypatch, spe
                  str(tmp_path / "s.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "silent" in err[0] and not (tmp_path / "s.mp4").exists()
+
+
+def test_text_picks_the_sphinx_preset_and_sets_the_transcript():
+    from talkingface.pipeline.cli import _pipeline
+
+    args = build_parser().parse_args(["run", "--text", "Hello, world!"])
+    pipe = _pipeline(args)
+    assert pipe.config.audio.name == "sphinx"
+    assert pipe.config.audio.params.text == "Hello, world!"
+    assert pipe.config.motion.params.trust_closures is True
+
+
+def test_text_with_an_encoder_that_cannot_align_is_a_clear_error(capsys):
+    code = main(["run", "--text", "hello", "audio=energy"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--preset sphinx" in err[0]
+    assert main(["run", "--text", "  "]) == 2
+    assert "--text is empty" in capsys.readouterr().err

@@ -94,6 +94,13 @@ class RulesConfig:
         blink_max_s: longest blink, seconds.
         anticipation_frames: future frames (0-2) the mouth blends in before a sound is heard
             (coarticulation); each one adds a frame of streaming latency.
+        jaw_loudness: with ``visemes`` features, how much the jaw follows loudness (relative
+            to its recent peak, scaled by the sound's openness) rather than the recognised
+            sound's openness alone: 1 suits soft posteriors (the shipped ``visemes`` network on
+            real voices), lower suits exact phones (``sphinx``).
+        trust_closures: press the lips on every confident p/b/m call, loud or not. Off, a call
+            on a sound near the recent loudness peak is taken for a misheard vowel (right for
+            the ``visemes`` network on real voices); on suits exact phones (``sphinx``).
     """
 
     mouth_gain: float = 1.0
@@ -104,6 +111,8 @@ class RulesConfig:
     blink_min_s: float = 0.12
     blink_max_s: float = 0.35
     anticipation_frames: int = 1
+    jaw_loudness: float = 0.5
+    trust_closures: bool = False
 
 
 class RulesMotion(MotionGenerator):
@@ -146,6 +155,10 @@ class RulesMotion(MotionGenerator):
                 "rules: anticipation_frames must be 0, 1 or 2, got "
                 f"{self.config.anticipation_frames}"
             )
+        if not 0 <= self.config.jaw_loudness <= 1:
+            raise ConfigError(
+                f"rules: jaw_loudness must be in [0, 1], got {self.config.jaw_loudness}"
+            )
         self.lookahead_frames = self.config.anticipation_frames
 
     def generate(self, features: AudioFeatures, controls: Controls) -> Motion:
@@ -173,13 +186,19 @@ def _empty_motion(fps: float, start_frame: int) -> Motion:
                   start_frame=start_frame)
 
 
-def mouth_drive(features: AudioFeatures, level_peak: float) -> tuple[np.ndarray, float]:
+def mouth_drive(
+    features: AudioFeatures,
+    level_peak: float,
+    jaw_loudness: float = 1.0,
+    trust_closures: bool = False,
+) -> tuple[np.ndarray, float]:
     """Per-frame drive ``[T, 5]``: mouth targets (jaw, wide, round, press) and speech activity
     0..1, from one chunk of features, row by row.
 
     ``level_peak`` is the running loudness peak after the previous chunk (energy features
     open the jaw relative to it, so syllables stand out of loud and quiet speech alike); the
-    updated peak is returned with the drive.
+    updated peak is returned with the drive. ``jaw_loudness`` and ``trust_closures`` are the
+    :class:`RulesConfig` fields of the same names.
     """
     values = features.values.double().numpy()
     names = features.names
@@ -198,6 +217,8 @@ def mouth_drive(features: AudioFeatures, level_peak: float) -> tuple[np.ndarray,
             # is a mistake (real vowels sometimes look like PP to the net), so the lips only
             # press where the loudness agrees.
             quiet_enough = np.clip((_CLOSURE_BELOW - relative) / 0.35, 0.0, 1.0)
+            if trust_closures:
+                quiet_enough[:] = 1.0
         else:
             quiet_enough = np.ones(len(post))
         confidence = np.clip((post[:, pp] - _PRESS_FROM) / (_PRESS_FULL - _PRESS_FROM), 0, 1)
@@ -215,7 +236,8 @@ def mouth_drive(features: AudioFeatures, level_peak: float) -> tuple[np.ndarray,
             # visemes decide the lip shape (width, rounding, closure).
             gate = np.clip(level * 3.0, 0.0, 1.0)
             openness = mouth[:, 0] / np.maximum(speech, 1e-3)  # jaw of the sound, given speech
-            mouth[:, 0] = relative**1.5 * gate * (0.6 + 0.4 * openness)
+            loud = relative**1.5 * gate * (0.6 + 0.4 * openness)
+            mouth[:, 0] = jaw_loudness * loud + (1.0 - jaw_loudness) * mouth[:, 0]
             mouth[:, 1:3] *= (gate * (0.35 + 0.75 * relative))[:, None]
             speech = speech * np.clip(level * 2.0, 0.0, 1.0)
         return np.concatenate([mouth, speech[:, None]], axis=1), level_peak
@@ -327,7 +349,9 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
             )
         if chunk.num_frames == 0:
             return None
-        drive, self.level_peak = mouth_drive(chunk, self.level_peak)
+        drive, self.level_peak = mouth_drive(
+            chunk, self.level_peak, self.config.jaw_loudness, self.config.trust_closures
+        )
         self.pending = np.concatenate([self.pending, drive])
         return self._emit(len(self.pending) - self.lookahead)
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from talkingface.pipeline.contracts import AudioFeatures, Controls
-from talkingface.pipeline.errors import ContractError
+from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.plugins.audio.energy import ENERGY_NAMES, EnergyEncoder
 from talkingface.plugins.audio.visemes import VISEME_FEATURES, VISEMES
-from talkingface.plugins.motion.rules import RulesMotion
+from talkingface.plugins.motion.rules import RulesConfig, RulesMotion
 from talkingface.testing import FPS, MotionGeneratorConformance, synthetic_speech
 
 QUIETER = {"PP": 0.3, "FF": 0.2, "TH": 0.2, "DD": 0.2, "kk": 0.2, "SS": 0.15, "CH": 0.15,
@@ -107,6 +107,32 @@ def test_a_bilabial_call_as_loud_as_a_vowel_does_not_press():
     motion = RulesMotion().generate(feats, Controls(seed=0))
     assert col(motion, "lip_press").max() < 0.05
     assert col(motion, "jaw_open")[23:30].min() > 0.3
+
+
+def test_trusted_closures_press_even_on_a_loud_bilabial():
+    # exact phones (sphinx): the p/b/m is known, whatever its loudness
+    feats = viseme_features([("aa", 20), ("PP", 10), ("aa", 20)], quieter={})
+    motion = RulesMotion(RulesConfig(trust_closures=True)).generate(feats, Controls(seed=0))
+    assert col(motion, "lip_press")[21:30].min() > 0.8
+
+
+def test_jaw_loudness_sets_what_the_jaw_follows():
+    # the same open vowel, loud then at a third of the level (after a pause, so the running
+    # peak is set by the loud one)
+    seq = [("sil", 5), ("aa", 15), ("sil", 5), ("aa", 15)]
+    feats = viseme_features(seq)
+    feats.values[25:40, -1] *= 0.4
+    jaws = {}
+    for w in (0.0, 1.0):
+        motion = RulesMotion(RulesConfig(jaw_loudness=w)).generate(feats, Controls(seed=0))
+        jaw = col(motion, "jaw_open")
+        jaws[w] = (float(jaw[12:18].mean()), float(jaw[32:38].mean()))
+    loud, quiet = jaws[1.0]
+    assert quiet < 0.5 * loud  # follows loudness
+    loud, quiet = jaws[0.0]
+    assert quiet == pytest.approx(loud, rel=0.05)  # follows the sound: an open vowel
+    with pytest.raises(ConfigError, match="jaw_loudness"):
+        RulesMotion(RulesConfig(jaw_loudness=1.5))
 
 
 def test_a_vague_bilabial_call_relaxes_instead_of_pressing():
