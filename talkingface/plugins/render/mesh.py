@@ -44,6 +44,7 @@ GONIONS = (172, 397)
 BASIS_NAMES: tuple[str, ...] = (
     "jaw_open",
     "lip_close",
+    "lip_seal",
     "mouth_wide",
     "mouth_round",
     "lip_press",
@@ -58,7 +59,9 @@ BASIS_NAMES: tuple[str, ...] = (
     "cheek_puff",
 )
 """Displacement fields of the rig. ``lip_close`` is driven by ``jaw_open * lip_press``: it lifts
-the lower lip back onto the upper one, so a bilabial closes the lips whatever the jaw does."""
+the lower lip back onto the upper one, so a bilabial closes the lips whatever the jaw does;
+``lip_seal`` is driven by ``lip_press``: it closes the gap the lips have in the portrait itself
+(a portrait with parted lips still closes them on p/b/m)."""
 
 # Rings around the face oval (scale about its centre) that carry hair and neck with the head.
 _RING_SCALES = (1.12, 1.3, 1.55, 1.85, 2.2)
@@ -199,6 +202,17 @@ def _mouth_bases(p: np.ndarray, upper: list[int], lower: list[int], jaw_drop: fl
     close = np.zeros_like(jaw)
     close[:, 1] = -jaw[:, 1] * np.where(rel > 0, 1.0 - below_lip, 1.0) * (radius < 2.4)
 
+    # Sealing the portrait's own parted lips, together with ``lip_press`` (which rolls each
+    # inner lip 0.35 x its distance from the mouth line towards it, closing 35 % of the gap):
+    # the remaining 65 % of the rest gap between the inner lips at each x, the lower lip
+    # rising more than the upper one drops (nothing moves where they already meet), fading
+    # out over the skin around the mouth.
+    rest_gap = np.maximum(_curve(p, lower, x) - _curve(p, upper, x), 0.0)
+    lip_side = _smoothstep(0.5 + 0.5 * rel / band)  # no corner taper: each lip meets the other
+    lip_side[upper], lip_side[lower] = 0.0, 1.0
+    seal = np.zeros_like(jaw)
+    seal[:, 1] = 0.65 * rest_gap * (0.35 * (1.0 - lip_side) - 0.65 * lip_side) * around
+
     press = np.zeros_like(jaw)  # lips thin and roll in
     press[:, 1] = -0.35 * rel * on_lips
     press[:, 0] = -0.04 * (x - xm) * on_lips
@@ -224,6 +238,7 @@ def _mouth_bases(p: np.ndarray, upper: list[int], lower: list[int], jaw_drop: fl
     return {
         "jaw_open": jaw,
         "lip_close": close,
+        "lip_seal": seal,
         "lip_press": press,
         "mouth_wide": wide,
         "mouth_round": rnd,

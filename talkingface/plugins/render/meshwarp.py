@@ -29,7 +29,7 @@ from talkingface.plugins.render.mesh import (
     displace_points,
     redraw_closing_eye_,
 )
-from talkingface.plugins.render.mouth import MouthStyle, mouth_style, mouth_tile
+from talkingface.plugins.render.mouth import MouthStyle, mouth_style, mouth_tile, shows_opening
 
 
 @dataclass
@@ -235,8 +235,10 @@ class MeshWarpRenderer(Renderer):
             lo, hi = _RANGES.get(name, (-1.0, 1.0))
             return (motion.get(name) * cfg.expression_gain).clamp(lo, hi)
 
-        columns = {name: get(name) for name in BASIS_NAMES if name != "lip_close"}
+        derived = ("lip_close", "lip_seal")
+        columns = {name: get(name) for name in BASIS_NAMES if name not in derived}
         columns["lip_close"] = columns["jaw_open"] * columns["lip_press"].clamp(0, 1)
+        columns["lip_seal"] = columns["lip_press"].clamp(0, 1)
         coeffs = torch.stack([columns[name] for name in BASIS_NAMES], 1)
         pose = motion.pose.clone()
         pose[:, 5] = pose[:, 5].clamp(0.5, 2.0)
@@ -253,8 +255,11 @@ class MeshWarpRenderer(Renderer):
             lips = torch.cat([rig.upper_lip, rig.lower_lip])
             moved = displace_points(rig, coeffs, pose, cfg.head_rotation_gain, lips)
             n = len(rig.upper_lip)
+            rest = rig.points[:, :2]
+            opening = shows_opening(flow, rig.size, rest[rig.upper_lip], rest[rig.lower_lip],
+                                    style.tile) if style.rest_gap > 1.5 else None
             overlay, origin = mouth_tile(
-                style, moved[:, :n], moved[:, n:], pose[:, 5], tongue, rig.mouth_width
+                style, moved[:, :n], moved[:, n:], pose[:, 5], tongue, rig.mouth_width, opening
             )
         frames = warp2d(image, flow, overlay, origin, backend=cfg.backend)
         for eye in range(len(rig.lids)):

@@ -3,6 +3,7 @@ the gap between the parted lips, coloured from the portrait's own lips and skin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,8 @@ class MouthStyle:
         tongue: float32 ``[3]`` tongue.
         tile: ``(th, tw)`` tile size in pixels, enough for the widest, most open mouth.
         rest_gap: inner-lip gap at the mouth centre in the portrait (pixels).
+        lips: float32 ``[3]`` the lips' own colour (for the seam of lips that close a gap the
+            portrait has).
     """
 
     cavity: torch.Tensor
@@ -33,6 +36,7 @@ class MouthStyle:
     tongue: torch.Tensor
     tile: tuple[int, int]
     rest_gap: float
+    lips: torch.Tensor
 
 
 def mouth_style(image: torch.Tensor, landmarks: torch.Tensor, rig: FaceRig) -> MouthStyle:
@@ -65,7 +69,7 @@ def mouth_style(image: torch.Tensor, landmarks: torch.Tensor, rig: FaceRig) -> M
     rest_gap = float((lips[1] - lips[0]).norm())
     tile_w = int(1.7 * rig.mouth_width) + 8
     tile_h = int(0.5 * rig.mouth_width + 1.4 * rig.jaw_drop + rest_gap) + 8
-    return MouthStyle(cavity, teeth, tongue, (tile_h, tile_w), rest_gap)
+    return MouthStyle(cavity, teeth, tongue, (tile_h, tile_w), rest_gap, lip)
 
 
 def _interp(xq: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -93,6 +97,7 @@ def mouth_tile(
     scale: torch.Tensor,
     tongue: torch.Tensor,
     mouth_width: float,
+    opening: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RGBA tiles of the mouth interior and where they go.
 
@@ -103,6 +108,9 @@ def mouth_tile(
         scale: ``[T]`` head scale of each frame (the rest gap grows with it).
         tongue: ``[T]`` tongue coefficient (0 = resting low, 1 = raised and forward).
         mouth_width: outer mouth width at rest (pixels).
+        opening: ``origin [T, 2] -> [T, th, tw]``, how much each tile pixel shows of the
+            portrait's own mouth opening (see :func:`shows_opening`); lips that close that
+            opening cover it with a seam. None: no seam.
 
     Returns:
         ``overlay [T, th, tw, 4]`` straight-alpha RGBA (colour 0..255, alpha 0..1) and
@@ -157,9 +165,67 @@ def mouth_tile(
     upper_rgb = teeth * upper_shade[..., None]
     lower_rgb = teeth * lower_shade[..., None]
 
+    # Lips closing a gap the portrait has (p/b/m on parted lips): the warp squeezes the
+    # portrait's own mouth opening (teeth, dark) into a thin, uneven line along the coarse
+    # flow grid. Where the pixels still show that opening, lip colour with a dark seam in the
+    # middle covers it as the lips meet, as closed lips look.
+    if opening is not None:
+        rest = style.rest_gap * scale
+        sealed = ((rest - gap_now) / rest.clamp_min(1.0)).clamp(0, 1)
+        cover = ((sealed - 0.5) / 0.4).clamp(0, 1)[:, None, None]  # only as they meet
+        seam_alpha = 0.95 * cover * opening(origin)
+        centre_y = (top + bottom) / 2
+        dark = 1 - 0.45 * torch.exp(-(((y - centre_y) / 0.9) ** 2))
+        seam_rgb = style.lips.to(device) * dark[..., None]
+    else:
+        seam_alpha = torch.zeros(t, th, tw, device=device)
+        seam_rgb = torch.zeros(t, th, tw, 3, device=device)
+
     rgb = cavity.expand(t, th, tw, 3)
     rgb = torch.lerp(rgb, tongue_rgb, tongue_in.unsqueeze(-1))
     rgb = torch.lerp(rgb, lower_rgb.expand(t, th, tw, 3), (lower_teeth * arch).unsqueeze(-1))
     rgb = torch.lerp(rgb, upper_rgb.expand(t, th, tw, 3), (upper_teeth * arch).unsqueeze(-1))
-    alpha = (coverage * fade).unsqueeze(-1)
+    interior = coverage * fade  # the interior shows only past the rest gap, the seam below it
+    rgb = torch.lerp(rgb, seam_rgb, (seam_alpha > interior).float()[..., None])
+    alpha = torch.maximum(interior, seam_alpha).unsqueeze(-1)
     return torch.cat([rgb.clamp(0, 255), alpha], -1).contiguous(), origin
+
+
+def shows_opening(
+    flow: torch.Tensor,
+    size: int,
+    upper: torch.Tensor,
+    lower: torch.Tensor,
+    tile: tuple[int, int],
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``origin [T, 2] -> [T, th, tw]``: how much each pixel of a tile at ``origin`` samples
+    the portrait's mouth opening (between its inner lips at rest), 0..1 with a pixel of
+    anti-aliasing, under the coarse backward ``flow [T, h, w, 2]`` (pixels; ``warp2d``'s
+    convention: output pixel p samples p + flow(p), the flow interpolated bilinearly between
+    nodes spread evenly over the ``size`` x ``size`` crop). ``upper``/``lower`` ``[n, 2]``: the
+    rest inner lips, corner to corner."""
+    t, h, w, _ = flow.shape
+    th, tw = tile
+    coarse = flow.permute(0, 3, 1, 2).float()
+
+    def opening(origin: torch.Tensor) -> torch.Tensor:
+        device = flow.device
+        ys = origin[:, 0, None].float() + torch.arange(th, device=device)  # [T, th]
+        xs = origin[:, 1, None].float() + torch.arange(tw, device=device)  # [T, tw]
+        norm_x = (2 * xs / (size - 1) - 1)[:, None, :].expand(t, th, tw)
+        norm_y = (2 * ys / (size - 1) - 1)[:, :, None].expand(t, th, tw)
+        where = torch.stack([norm_x, norm_y], -1)
+        f = torch.nn.functional.grid_sample(coarse, where, mode="bilinear",
+                                            padding_mode="border", align_corners=True)
+        src_x = xs[:, None, :] + f[:, 0]
+        src_y = ys[:, :, None] + f[:, 1]
+        flat_x = src_x.reshape(t, -1)
+        top = _interp(flat_x, upper[None, :, 0].expand(t, -1), upper[None, :, 1].expand(t, -1))
+        bottom = _interp(flat_x, lower[None, :, 0].expand(t, -1), lower[None, :, 1].expand(t, -1))
+        top, bottom = top.reshape(t, th, tw), bottom.reshape(t, th, tw)
+        left = torch.minimum(upper[0, 0], lower[0, 0])
+        right = torch.maximum(upper[-1, 0], lower[-1, 0])
+        inside = ((src_y - top) + 0.5).clamp(0, 1) * ((bottom - src_y) + 0.5).clamp(0, 1)
+        return inside * ((src_x - left) * (right - src_x) > 0).float()
+
+    return opening

@@ -99,6 +99,30 @@ def test_lip_press_closes_an_open_jaw():
     assert pressed < opened - 0.03
 
 
+def test_lip_press_closes_lips_the_portrait_itself_has_parted():
+    # A portrait with parted lips (a frame rendered with the jaw open): on p/b/m the lips
+    # must still meet, with no teeth or dark slivers left between them.
+    from talkingface.pipeline.contracts import Portrait
+    from talkingface.plugins.render.face import mouth_opening
+
+    closed = mouth_opening(landmarks(render())).item()
+    parted = Portrait(render(jaw_open=0.5), source="parted lips")
+    stage = _stage()
+    prepared = stage.prepare(parted)
+    rest = stage.render(prepared, motion()).data[0]
+    pressed = stage.render(prepared, motion(lip_press=1.0)).data[0]
+    assert mouth_opening(landmarks(rest)).item() > closed + 0.03
+    assert mouth_opening(landmarks(pressed)).item() < closed + 0.01
+    # The mouth region of the pressed frame has no dark line wider than closed lips make.
+    rest_crop = prepared.state["crop"].image
+    gray = pressed.float().mean(-1)
+    box = landmarks(pressed)[[61, 291, 13, 14], :2]
+    x0, x1 = int(box[0, 0]) + 3, int(box[1, 0]) - 3
+    yc = int(box[2:, 1].mean())
+    column_dark = (gray[yc - 6:yc + 7, x0:x1] < 0.6 * rest_crop.float().mean()).sum(0)
+    assert column_dark.float().mean() <= 3.0
+
+
 def test_blink_closes_the_eyes():
     from talkingface.plugins.render.face import eye_openness
 
