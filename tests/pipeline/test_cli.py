@@ -122,7 +122,7 @@ def test_text_picks_the_sphinx_preset_and_sets_the_transcript():
     pipe = _pipeline(args)
     assert pipe.config.audio.name == "sphinx"
     assert pipe.config.audio.params.text == "Hello, world!"
-    assert pipe.config.motion.params.trust_closures is True
+    assert pipe.config.motion.params.jaw_loudness == 0.2
 
 
 def test_text_with_an_encoder_that_cannot_align_is_a_clear_error(capsys):

@@ -152,32 +152,19 @@ class SphinxEncoder(AudioEncoder):
         self.ensure_loaded()
         pcm = (samples.float().clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
         text = " ".join(_words(self.config.text))
+        attempts = [(self.recogniser, text), (self.wide, text)]
         if not text:
-            dec = self.recogniser
-            _decode(dec, pcm)
-            hyp = dec.hyp()
+            _decode(self.recogniser, pcm)
+            hyp = self.recogniser.hyp()
             text = hyp.hypstr.strip() if hyp is not None else ""
             if not text:
                 return []
-            try:  # align the hypothesis it just found
-                dec.set_alignment()
-                _decode(dec, pcm)
-                return _phones_of(dec.get_alignment())
-            except RuntimeError:
-                pass
-            finally:
-                dec.activate_search()
-        for dec in (self.recogniser, self.wide) if self.config.text.strip() else (self.wide,):
-            try:
-                dec.set_align_text(text)
-                _decode(dec, pcm)
-                dec.set_alignment()
-                _decode(dec, pcm)
-                return _phones_of(dec.get_alignment())
-            except RuntimeError:
-                continue
-            finally:
-                dec.activate_search()
+            # align the hypothesis just found, else align its words afresh with wide beams
+            attempts = [(self.recogniser, None), (self.wide, text)]
+        for decoder, words in attempts:
+            phones = _aligned(decoder, pcm, words)
+            if phones is not None:
+                return phones
         if self.config.text.strip():
             raise InputError(
                 "sphinx: the transcript could not be aligned to the audio; check that it is "
@@ -332,6 +319,22 @@ def _decode(decoder, pcm: bytes) -> None:
     decoder.start_utt()
     decoder.process_raw(pcm, full_utt=True)
     decoder.end_utt()
+
+
+def _aligned(decoder, pcm: bytes, text: str | None) -> list[tuple[str, int, int]] | None:
+    """Phones of ``text`` (None: the decoder's current hypothesis) force-aligned to ``pcm``;
+    None where the decoder cannot align them."""
+    try:
+        if text is not None:
+            decoder.set_align_text(text)
+            _decode(decoder, pcm)
+        decoder.set_alignment()
+        _decode(decoder, pcm)
+        return _phones_of(decoder.get_alignment())
+    except RuntimeError:
+        return None
+    finally:
+        decoder.activate_search()
 
 
 def _phones_of(alignment) -> list[tuple[str, int, int]]:
