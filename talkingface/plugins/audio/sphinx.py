@@ -82,9 +82,10 @@ class SphinxConfig:
 
 
 class SphinxEncoder(AudioEncoder):
-    """Viseme columns per video frame plus speech level, ``[T, 16]`` (``VISEME_FEATURES``, the
-    ``visemes`` encoder's layout, so every generator that takes visemes takes these): each
-    column is the fraction of the frame's 10 ms steps spent in a phone of that viseme."""
+    """PocketSphinx phones (recognised, or aligned to ``text``) as viseme columns plus speech
+    level per video frame, ``[T, 16]`` (``VISEME_FEATURES``, the ``visemes`` encoder's layout,
+    so every generator that takes visemes takes these): each column is the fraction of the
+    frame's 10 ms steps spent in a phone of that viseme."""
 
     name = "sphinx"
     feature_kind = "visemes"
