@@ -16,8 +16,9 @@ one CPU thread; class-weighted cross-entropy, spectral-tilt and frequency-mask a
 ``scripts/make_viseme_data.py`` (pseudo-words and English sentences, 20 voice variants,
 monotone slow "sung" speech, speed/gain/noise/reverb/EQ augmentation): frame accuracy 0.93
 train, 0.85 on held-out espeak utterances; p/b/m recall 0.79. Real recordings are harder (the
-synthetic-to-real gap): posteriors there are softer, and the ``rules`` generator only lets a
-p/b/m call close the lips where the loudness dips as closed lips make it dip.
+synthetic-to-real gap): posteriors there are softer, and on the real evaluation videos' speech
+the lips close on only 29 % of the p/b/m (``benchmarks/lipsync.py --asr-phones``). The
+``sphinx`` encoder, a recogniser trained on real voices, does far better offline.
 """
 
 from __future__ import annotations
