@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 import os
 import platform
@@ -101,14 +102,23 @@ def asr_phones(audio) -> list:
     own phone timings (the rendering and the rules are what that rate tests there)."""
     from talkingface.compare.metrics import Phone
     from talkingface.pipeline.media import resample
-    from talkingface.plugins.audio.sphinx import FRAME_S, SphinxEncoder
+    from talkingface.plugins.audio.sphinx import FRAME_S
 
-    encoder = SphinxEncoder()
+    encoder = _recogniser()
     x = audio.samples.float()
     x = x.mean(dim=0) if x.ndim == 2 else x
     x = resample(x, audio.sample_rate, encoder.sample_rate)
     return [Phone(name, start * FRAME_S, (start + count) * FRAME_S)
             for name, start, count in encoder.phones(x)]
+
+
+@functools.cache
+def _recogniser():
+    from talkingface.plugins.audio.sphinx import SphinxEncoder
+
+    encoder = SphinxEncoder()
+    encoder.ensure_loaded()
+    return encoder
 
 
 def with_asr_phones(inputs):

@@ -281,8 +281,9 @@ class SphinxStream(StreamProcessor[Audio, AudioFeatures]):
     def _emit(self, stop: int, final: bool = False) -> AudioFeatures | None:
         """Frames ``next_frame ..`` up to ``stop`` whose steps are all decoded (at the end,
         steps past the audio read as silence)."""
-        decoded = self.seg_start
-        if not final:
+        if not final:  # the last frame whose steps end by the first undecoded one
+            decoded = self.seg_start
+            stop = min(stop, math.floor(decoded * mel.HOP * self.fps / mel.SAMPLE_RATE) + 1)
             while stop > self.next_frame and mel.analysis_range(0, stop, self.fps)[1] > decoded:
                 stop -= 1
         if stop <= self.next_frame:

@@ -165,29 +165,26 @@ def mouth_tile(
     upper_rgb = teeth * upper_shade[..., None]
     lower_rgb = teeth * lower_shade[..., None]
 
-    # Lips closing a gap the portrait has (p/b/m on parted lips): the warp squeezes the
-    # portrait's own mouth opening (teeth, dark) into a thin, uneven line along the coarse
-    # flow grid. Where the pixels still show that opening, lip colour with a dark seam in the
-    # middle covers it as the lips meet, as closed lips look.
-    if opening is not None:
-        rest = style.rest_gap * scale
-        sealed = ((rest - gap_now) / rest.clamp_min(1.0)).clamp(0, 1)
-        cover = ((sealed - 0.5) / 0.4).clamp(0, 1)[:, None, None]  # only as they meet
-        seam_alpha = 0.95 * cover * opening(origin)
-        centre_y = (top + bottom) / 2
-        dark = 1 - 0.45 * torch.exp(-(((y - centre_y) / 0.9) ** 2))
-        seam_rgb = style.lips.to(device) * dark[..., None]
-    else:
-        seam_alpha = torch.zeros(t, th, tw, device=device)
-        seam_rgb = torch.zeros(t, th, tw, 3, device=device)
-
     rgb = cavity.expand(t, th, tw, 3)
     rgb = torch.lerp(rgb, tongue_rgb, tongue_in.unsqueeze(-1))
     rgb = torch.lerp(rgb, lower_rgb.expand(t, th, tw, 3), (lower_teeth * arch).unsqueeze(-1))
     rgb = torch.lerp(rgb, upper_rgb.expand(t, th, tw, 3), (upper_teeth * arch).unsqueeze(-1))
-    interior = coverage * fade  # the interior shows only past the rest gap, the seam below it
-    rgb = torch.lerp(rgb, seam_rgb, (seam_alpha > interior).float()[..., None])
-    alpha = torch.maximum(interior, seam_alpha).unsqueeze(-1)
+    alpha = coverage * fade
+    # Lips closing a gap the portrait has (p/b/m on parted lips): the warp squeezes the
+    # portrait's own mouth opening (teeth, dark) into a thin, uneven line along the coarse
+    # flow grid. Where the pixels still show that opening, lip colour with a dark seam in the
+    # middle covers it as the lips meet, as closed lips look. (The interior shows only past
+    # the rest gap, the seam only below it.)
+    if opening is not None:
+        rest = style.rest_gap * scale
+        sealed = ((rest - gap_now) / rest.clamp_min(1.0)).clamp(0, 1)
+        cover = ((sealed - 0.5) / 0.4).clamp(0, 1)[:, None, None]  # only as they meet
+        seam = 0.95 * cover * opening(origin)
+        dark = 1 - 0.45 * torch.exp(-(((y - (top + bottom) / 2) / 0.9) ** 2))
+        seam_rgb = style.lips.to(device) * dark[..., None]
+        rgb = torch.lerp(rgb, seam_rgb, (seam > alpha).float()[..., None])
+        alpha = torch.maximum(alpha, seam)
+    alpha = alpha.unsqueeze(-1)
     return torch.cat([rgb.clamp(0, 255), alpha], -1).contiguous(), origin
 
 
@@ -204,7 +201,7 @@ def shows_opening(
     convention: output pixel p samples p + flow(p), the flow interpolated bilinearly between
     nodes spread evenly over the ``size`` x ``size`` crop). ``upper``/``lower`` ``[n, 2]``: the
     rest inner lips, corner to corner."""
-    t, h, w, _ = flow.shape
+    t = flow.shape[0]
     th, tw = tile
     coarse = flow.permute(0, 3, 1, 2).float()
 
