@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkingface.pipeline.contracts import EXPRESSION_NAMES
 from talkingface.plugins.render.face import FACE_OVAL
 
 # MediaPipe face-mesh topology. Contours run from the image-left corner to the image-right one.
@@ -41,22 +42,12 @@ FOREHEAD, CHIN, NOSE_BRIDGE = 10, 152, 168
 LEFT_CHEEK, RIGHT_CHEEK = 234, 454
 GONIONS = (172, 397)
 
+DERIVED_BASES: tuple[str, ...] = ("lip_close", "lip_seal")
+"""Bases driven by ``lip_press`` (see below), not by a Motion column of their own."""
 BASIS_NAMES: tuple[str, ...] = (
-    "jaw_open",
-    "lip_close",
-    "lip_seal",
-    "mouth_wide",
-    "mouth_round",
-    "lip_press",
-    "smile",
-    "frown",
-    "blink_l",
-    "blink_r",
-    "brow_up",
-    "brow_down",
-    "gaze_x",
-    "gaze_y",
-    "cheek_puff",
+    EXPRESSION_NAMES[0],  # jaw_open
+    *DERIVED_BASES,
+    *(name for name in EXPRESSION_NAMES[1:] if name != "tongue"),  # the tongue is drawn
 )
 """Displacement fields of the rig. ``lip_close`` is driven by ``jaw_open * lip_press``: it lifts
 the lower lip back onto the upper one, so a bilabial closes the lips whatever the jaw does;

@@ -23,6 +23,7 @@ from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.pipeline.stages import Renderer
 from talkingface.plugins.render.mesh import (
     BASIS_NAMES,
+    DERIVED_BASES,
     FaceRig,
     backward_flow,
     build_rig,
@@ -235,8 +236,7 @@ class MeshWarpRenderer(Renderer):
             lo, hi = _RANGES.get(name, (-1.0, 1.0))
             return (motion.get(name) * cfg.expression_gain).clamp(lo, hi)
 
-        derived = ("lip_close", "lip_seal")
-        columns = {name: get(name) for name in BASIS_NAMES if name not in derived}
+        columns = {name: get(name) for name in BASIS_NAMES if name not in DERIVED_BASES}
         columns["lip_close"] = columns["jaw_open"] * columns["lip_press"].clamp(0, 1)
         columns["lip_seal"] = columns["lip_press"].clamp(0, 1)
         coeffs = torch.stack([columns[name] for name in BASIS_NAMES], 1)
