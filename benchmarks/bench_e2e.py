@@ -24,7 +24,7 @@ from pathlib import Path
 def _child(args) -> None:
     import torch
 
-    from talkingface.pipeline.api import Pipeline
+    from talkingface.api import Pipeline
 
     pipe = Pipeline.from_config(args.preset, args.overrides)
     audio = args.audio
@@ -55,7 +55,7 @@ def long_wav(source: str, seconds: float, path: Path) -> None:
 
     import numpy as np
 
-    from talkingface.pipeline.media import load_audio
+    from talkingface.io import load_audio
 
     clip = load_audio(source, target_rate=16000).samples.numpy()
     reps = int(np.ceil(seconds * 16000 / clip.shape[0]))

@@ -25,7 +25,7 @@ from talkingface.pipeline.contracts import (
     PreparedPortrait,
 )
 from talkingface.pipeline.graph import Sink, StageGraph
-from talkingface.pipeline.plugins import PluginManager
+from talkingface.pipeline.registry import PluginManager
 from talkingface.pipeline.stages import AudioEncoder, MotionGenerator, PerChunkStream, Renderer
 
 

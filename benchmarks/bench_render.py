@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from talkingface.kernels.warp2d import warp2d
+from talkingface.kernels.image_warp import warp2d
 from talkingface.pipeline.contracts import Motion, Portrait
 from talkingface.plugins.render.mesh import (
     backward_flow,

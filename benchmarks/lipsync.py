@@ -67,9 +67,9 @@ def tts_inputs(portrait: Path | None):
 
     from talkingface.compare.metrics import Phone
     from talkingface.compare.runner import CompareInput, LoadedInput
+    from talkingface.assets import demo_portrait
+    from talkingface.io import load_image
     from talkingface.pipeline.contracts import Audio
-    from talkingface.pipeline.media import load_image
-    from talkingface.plugins.render.face import demo_portrait
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     try:
@@ -101,7 +101,7 @@ def asr_phones(audio) -> list:
     from the same recogniser as the ``sphinx`` variant, so its closure rate is measured on its
     own phone timings (the rendering and the rules are what that rate tests there)."""
     from talkingface.compare.metrics import Phone
-    from talkingface.pipeline.media import resample
+    from talkingface.io import resample
     from talkingface.plugins.audio.sphinx import FRAME_S
 
     encoder = _recogniser()

@@ -202,7 +202,7 @@ def render_portrait(size: int = 512, supersample: int = 2) -> np.ndarray:
     face mesh, painted lips/eyes/brows/nostrils, front hair. Sizes are in centimetres of the
     canonical face (forehead landmark 10 to chin 152 is 17.7 cm) and mapped to pixels.
     """
-    from talkingface.plugins.render import face as F
+    from talkingface.face import landmarks as LM
 
     s = size * supersample
     # A slightly narrower face than the canonical mean reads as a friendlier oval.
@@ -307,7 +307,7 @@ def render_portrait(size: int = 512, supersample: int = 2) -> np.ndarray:
 
     # Lips: a rose tint over the shading; closed, with the parting midway between the inner
     # contours (the canonical mouth is slightly open).
-    lips = _mask(shape, lambda d: d.polygon(pts(F.LIPS_OUTER), fill=255), blur=1.2 * soft)
+    lips = _mask(shape, lambda d: d.polygon(pts(LM.LIPS_OUTER), fill=255), blur=1.2 * soft)
     lip_color = np.array([192, 102, 100]) * np.clip(shade, 0.55, 1.1)[..., None]
     _over(canvas, lip_color, 0.8 * lips)
     upper_inner = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
@@ -323,8 +323,8 @@ def render_portrait(size: int = 512, supersample: int = 2) -> np.ndarray:
     # Eyes (painted a little taller than the canonical contour): white, iris, pupil,
     # catchlight, lid shadow, lash line and crease.
     for contour, crease in (
-        (F.LEFT_EYE, (226, 247, 30, 29, 27, 28, 56, 190)),
-        (F.RIGHT_EYE, (446, 467, 260, 259, 257, 258, 286, 414)),
+        (LM.LEFT_EYE, (226, 247, 30, 29, 27, 28, 56, 190)),
+        (LM.RIGHT_EYE, (446, 467, 260, 259, 257, 258, 286, 414)),
     ):
         centre = xy[list(contour)].mean(0)
         outline = (xy[list(contour)] - centre) * np.array([1.08, 1.3]) + centre
@@ -359,7 +359,7 @@ def render_portrait(size: int = 512, supersample: int = 2) -> np.ndarray:
         _over(canvas, skin_shadow * 0.85, 0.3 * crease_line)
 
     # Brows: the mesh's brow outline, softened.
-    for brow in (F.LEFT_BROW, F.RIGHT_BROW):
+    for brow in (LM.LEFT_BROW, LM.RIGHT_BROW):
         mask = _mask(shape, lambda d, b=brow: d.polygon(pts(b), fill=255), blur=1.2 * soft)
         _over(canvas, hair_rgb * 0.95, 0.8 * mask)
 
@@ -412,7 +412,7 @@ def check_portrait(path: Path) -> None:
     """Run face analysis on the saved portrait and print what it found."""
     import torch
 
-    from talkingface.plugins.render import face as F
+    from talkingface import face as F
 
     pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
     with F.FaceAnalyzer() as analyzer:

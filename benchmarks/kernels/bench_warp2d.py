@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from _common import Results, chosen, measure_ms, parser
 
-from talkingface.kernels.warp2d import warp2d_reference, warp2d_triton
+from talkingface.kernels.image_warp import warp2d_reference, warp2d_triton
 
 SIZE, CHANNELS, COARSE, TILE = 512, 3, 64, (96, 160)
 SHAPE = (SIZE, SIZE, CHANNELS)

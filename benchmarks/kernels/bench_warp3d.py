@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from _common import Results, add_dtype_args, measure_ms, parser, resolve_run
 
-from talkingface.kernels.warp3d import Warp3dFunction, warp3d_reference
+from talkingface.kernels.volume_warp import Warp3dFunction, warp3d_reference
 
 CHANNELS, DEPTH, SIZE = 32, 16, 64
 

@@ -1,7 +1,7 @@
 """Quality and speed metrics for talking-face videos, as pure functions on per-frame signals.
 
 Every metric here works without downloaded weights: the per-frame signals (mouth opening, eye
-openness, head pose) come from the face landmarker of :mod:`talkingface.plugins.render.face`,
+openness, head pose) come from the face landmarker of :mod:`talkingface.face`,
 the audio signals from the waveform itself. Inputs are numpy arrays or torch tensors; outputs
 are Python floats (NaN when a metric cannot be computed, with the reason next to it where the
 caller needs one). Each function's docstring gives the definition, the unit and the direction

@@ -203,7 +203,7 @@ def pair_inputs(
 
     def loader(portrait: Path, clip: Path) -> Callable[[], LoadedInput]:
         def load() -> LoadedInput:
-            from talkingface.pipeline.media import load_audio, load_image
+            from talkingface.io import load_audio, load_image
 
             audio = _trim_audio(load_audio(clip), max_seconds)
             return LoadedInput(load_image(portrait), audio, phones=_phones_beside(clip))
@@ -221,11 +221,11 @@ def video_inputs(
 
     def loader(video: Path) -> Callable[[], LoadedInput]:
         def load() -> LoadedInput:
-            from talkingface.pipeline.media import load_image, read_video
+            from talkingface.io import load_image, read_video
 
             max_frames = None
             if max_seconds is not None:
-                from talkingface.pipeline.media import probe_media
+                from talkingface.io import probe_media
 
                 fps = float((probe_media(video).get("video") or {}).get("fps") or 60.0)
                 max_frames = int(math.ceil(max_seconds * fps))
@@ -342,21 +342,22 @@ FIELDS = ("mouth", "eyes", "pose", "boxes", "points")
 
 
 class LandmarkTracker:
-    """Measures faces on frames with :class:`~talkingface.plugins.render.face.FaceAnalyzer`
+    """Measures faces on frames with :class:`~talkingface.face.FaceAnalyzer`
     (MediaPipe face mesh, shipped in the wheel: nothing downloads). Callable on uint8
     ``[T, H, W, 3]`` frames, returns a :class:`FaceTrack`."""
 
     def __init__(self) -> None:
-        from talkingface.plugins.render.face import FaceAnalyzer
+        from talkingface.face import FaceAnalyzer
 
         self.analyzer = FaceAnalyzer(max_faces=1, static=True, min_face_px=24)
 
     def __call__(self, frames) -> FaceTrack:
-        from talkingface.plugins.render import face
+        from talkingface import face
+        from talkingface.face import landmarks
 
         frames = torch.as_tensor(frames)
         t = frames.shape[0]
-        points = torch.full((t, face.NUM_LANDMARKS, 3), math.nan)
+        points = torch.full((t, landmarks.NUM_LANDMARKS, 3), math.nan)
         for i in range(t):
             found = self.analyzer.detect(frames[i])
             if found:
@@ -616,11 +617,9 @@ def motion_rows(track: FaceTrack, energy_db: np.ndarray, fps: float) -> list[tup
 
 
 def _reference_image(result, portrait_pixels: torch.Tensor, size: tuple[int, int]):
-    crop = (result.prepared.state or {}).get("crop") if result.prepared is not None else None
-    image = getattr(crop, "image", None)
-    if image is not None and tuple(image.shape[:2]) == size:
-        lm = getattr(crop, "landmarks", None)
-        return image, (lm.box() if lm is not None else None)
+    crop = result.prepared.crop if result.prepared is not None else None
+    if crop is not None and tuple(crop.image.shape[:2]) == size:
+        return crop.image, crop.landmarks.box()
     if tuple(portrait_pixels.shape[:2]) == size:
         return portrait_pixels, None
     x = portrait_pixels.permute(2, 0, 1)[None].float()
@@ -686,7 +685,7 @@ class ComparisonRunner:
         inputs: the inputs (:func:`discover_inputs`).
         seed: seed given to every variant (``seed=N`` override), so they differ only by config.
         pipeline_factory: ``(source, overrides) -> pipeline``; default
-            :meth:`talkingface.pipeline.api.Pipeline.from_config`.
+            :meth:`talkingface.api.Pipeline.from_config`.
         tracker: frames -> :class:`FaceTrack`; default :class:`LandmarkTracker`.
         stream_latency: also run each variant in streaming mode on the first second of the
             first input to measure its start latency.
@@ -946,6 +945,6 @@ def _portrait_pixels(result, portrait) -> torch.Tensor:
 
 
 def _default_factory(source: str, overrides: list[str]):
-    from talkingface.pipeline.api import Pipeline
+    from talkingface.api import Pipeline
 
     return Pipeline.from_config(source, overrides=overrides)

@@ -15,9 +15,9 @@ from talkingface.kernels.dispatch import (
     set_default_backend,
     triton_available,
 )
+from talkingface.kernels.image_warp import warp2d, warp2d_reference
 from talkingface.kernels.spade import spade_modulate, spade_modulate_reference
-from talkingface.kernels.warp2d import warp2d, warp2d_reference
-from talkingface.kernels.warp3d import Warp3dFunction, warp3d, warp3d_reference
+from talkingface.kernels.volume_warp import Warp3dFunction, warp3d, warp3d_reference
 
 __all__ = [
     "BACKENDS",

@@ -228,7 +228,7 @@ def load_config(
         stage's ``Config`` (defaults filled in).
     """
     if registry is None:
-        from talkingface.pipeline.plugins import get_plugin_manager
+        from talkingface.pipeline.registry import get_plugin_manager
 
         registry = get_plugin_manager().registry
     schema = OmegaConf.structured(PipelineConfig)

@@ -366,6 +366,59 @@ class Portrait:
 
 
 @dataclass(frozen=True)
+class FaceLandmarks:
+    """One face's landmarks (``talkingface.face``: MediaPipe's 478-point mesh).
+
+    Attributes:
+        points: float32 ``[478, 3]``: x, y in pixels of the analysed image; z in pixels too
+            (MediaPipe's relative depth scaled by the image width; smaller = closer to camera).
+        image_size: ``(H, W)`` of the analysed image.
+        score: detection confidence, or 1.0 where the detector gives none.
+    """
+
+    points: torch.Tensor
+    image_size: tuple[int, int]
+    score: float = 1.0
+
+    def box(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` bounding box of the landmarks, in pixels."""
+        # numpy: torch's threaded reductions cost milliseconds on a busy CPU for 478 points.
+        xy = self.points[:, :2].detach().cpu().numpy()
+        x0, y0 = xy.min(axis=0).tolist()
+        x1, y1 = xy.max(axis=0).tolist()
+        return x0, y0, x1, y1
+
+    @property
+    def size(self) -> float:
+        """Larger side of :meth:`box`, in pixels: how big the face is in the image."""
+        x0, y0, x1, y1 = self.box()
+        return max(x1 - x0, y1 - y0)
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """A face cut out of an image (``talkingface.face.align_crop``): the aligned square crop a
+    renderer animates.
+
+    Attributes:
+        image: uint8 ``[size, size, 3]`` the aligned crop.
+        matrix: float64 ``[2, 3]`` affine map from original-image pixel coordinates to crop
+            pixel coordinates (``crop_xy = matrix[:, :2] @ xy + matrix[:, 2]``).
+        landmarks: the face's landmarks in crop coordinates (z scaled like x and y).
+        original_size: ``(H, W)`` of the image the crop was cut from.
+    """
+
+    image: torch.Tensor
+    matrix: torch.Tensor
+    landmarks: FaceLandmarks
+    original_size: tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True)
 class PreparedPortrait:
     """A portrait after a renderer's one-time ``prepare`` (face analysis, source encoding).
 
@@ -373,13 +426,17 @@ class PreparedPortrait:
         portrait: the input portrait.
         renderer: name of the renderer that prepared it (a prepared portrait only fits that one).
         size: ``(H, W)`` of the frames the renderer will produce.
-        state: the renderer's own data (landmarks, crop, encoded features, ...).
+        state: the renderer's own data (rig, encoded features, ...): private to it.
+        crop: the aligned face crop the renderer animates (its image, the portrait -> crop
+            matrix, the landmarks in crop pixels), for metrics and tools; None for a renderer
+            that works without one.
     """
 
     portrait: Portrait
     renderer: str
     size: tuple[int, int]
     state: dict[str, Any] = field(default_factory=dict)
+    crop: FaceCrop | None = None
 
 
 def _concat(parts: list, fields: str | tuple[str, ...], where: str):

@@ -133,7 +133,7 @@ class StageGraph:
                 raise CompatibilityError(f"{stage!r} is not a {base.__name__}")
         check_compatible(audio, motion, render)
         if plugin_manager is None:
-            from talkingface.pipeline.plugins import get_plugin_manager
+            from talkingface.pipeline.registry import get_plugin_manager
 
             plugin_manager = get_plugin_manager()
         self.audio, self.motion, self.render = audio, motion, render
@@ -175,16 +175,19 @@ class StageGraph:
                                 f"PreparedPortrait, got {type(prepared).__name__}")
         return prepared
 
-    def _audio_for_encoder(self, audio: Audio) -> Audio:
+    def _check_audio(self, audio: Audio) -> Audio:
+        """The graph takes mono audio at the encoder's rate; converting files, arrays and other
+        rates is the application layer's job (``talkingface.api``, ``talkingface.io``)."""
         if not isinstance(audio, Audio):
             raise ContractError(f"audio must be an Audio object, got {type(audio).__name__}")
         if audio.samples.ndim != 1:
             raise ContractError("the graph takes one mono clip: Audio.samples must be [S]")
         if audio.sample_rate != self.audio.sample_rate:
-            from talkingface.pipeline.media import load_audio
-
-            audio = load_audio(audio.samples, sample_rate=audio.sample_rate,
-                               target_rate=self.audio.sample_rate)
+            raise ContractError(
+                f"audio at {audio.sample_rate} Hz, but encoder {self.audio.name!r} takes "
+                f"{self.audio.sample_rate} Hz: resample it first (talkingface.io.resample, or "
+                "Pipeline.run / Pipeline.stream_chunks, which convert any rate)"
+            )
         return audio
 
     # -- batch ------------------------------------------------------------------------------
@@ -209,7 +212,7 @@ class StageGraph:
         sink = sink or FrameCollector()
         sink_stage = _SinkStage(sink)
         with self._profiling("batch", profile) as profiler:
-            audio = self._audio_for_encoder(audio)
+            audio = self._check_audio(audio)
             prepared = self._prepared(portrait)
             features = self._encode_blocks(audio)
             motion = self.call(self.motion, "generate", features, self.controls)
@@ -221,7 +224,7 @@ class StageGraph:
                 if progress is not None:
                     progress(frames.num_frames)
             output = sink.close()
-        prof = self._finish(profiler, audio, total)
+        prof = self._finish(profiler, audio.duration, total)
         frames = output if isinstance(sink, FrameCollector) else None
         return RunResult(frames, features, motion, prepared, prof,
                          None if isinstance(sink, FrameCollector) else output)
@@ -274,7 +277,8 @@ class StageGraph:
     ) -> Iterator[Frames]:
         """Push audio chunks through every stage; yield frames as soon as they exist.
 
-        ``chunks`` are consecutive mono ``Audio`` pieces (any rate, the same for all). After the
+        ``chunks`` are consecutive mono ``Audio`` pieces at the encoder's rate (the API's
+        ``Pipeline.stream_chunks`` converts any other rate as a stream). After the
         generator is exhausted, ``self.last_profile`` holds the profile with the start latency
         as a live run would see it: the audio that had to arrive before the first frame could
         exist, plus the compute of the chunk that produced it (earlier chunks are processed
@@ -287,14 +291,14 @@ class StageGraph:
             m_proc = self.motion.stream(self.controls)
             r_proc = self.render.stream(prepared)
             received = 0
-            audio_rate = None
+            rate = self.audio.sample_rate
             first_in = None
             emitted = 0
             chunk_start = 0.0
             for chunk in chunks:
-                chunk = self._audio_for_encoder(Audio(chunk.samples, chunk.sample_rate, 0))
-                chunk = Audio(chunk.samples, chunk.sample_rate, received)
-                audio_rate = chunk.sample_rate
+                chunk = self._check_audio(chunk)
+                if chunk.offset != received:  # chunks are renumbered: only their order counts
+                    chunk = Audio(chunk.samples, rate, received)
                 received += chunk.num_samples
                 chunk_start = time.perf_counter()
                 if first_in is None:
@@ -302,7 +306,7 @@ class StageGraph:
                 for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc):
                     if emitted == 0 and profiler is not None:
                         now = time.perf_counter()
-                        waited_ms = received / audio_rate * 1000
+                        waited_ms = received / rate * 1000
                         profiler.profile.start_latency_ms = waited_ms + (now - chunk_start) * 1000
                         profiler.profile.start_compute_ms = (now - first_in) * 1000
                     emitted += frames.num_frames
@@ -317,8 +321,8 @@ class StageGraph:
             tail_frames = self.flush(self.render, r_proc)
             if tail_frames is not None and tail_frames.num_frames:
                 yield tail_frames
-        audio = Audio(torch.zeros(received), audio_rate)
-        self._finish(profiler, audio, num_frames_for(received, audio_rate, self.fps))
+        # Only the count of samples is kept: a stream of any length holds none of its audio.
+        self._finish(profiler, received / rate, num_frames_for(received, rate, self.fps))
 
     def _cascade(self, features, m_proc, r_proc) -> Iterator[Frames]:
         if features is None or not features.num_frames:
@@ -348,9 +352,9 @@ class StageGraph:
                 profiler.profile.wall_s = profiler.now()
                 self.pm.unregister(profiler)
 
-    def _finish(self, profiler: Profiler | None, audio: Audio, frames: int) -> Profile:
+    def _finish(self, profiler: Profiler | None, audio_s: float, frames: int) -> Profile:
         prof = profiler.profile if profiler is not None else Profile()
-        prof.audio_s = audio.duration
+        prof.audio_s = audio_s
         prof.frames = frames
         self.last_profile = prof
         return prof

@@ -49,7 +49,7 @@ def mouth_from_audio(audio: Audio, num_frames: int) -> np.ndarray:
 
 
 class FakePipeline:
-    """Same surface as talkingface.pipeline.api.Pipeline, renders ``render(mouth(audio))``."""
+    """Same surface as talkingface.api.Pipeline, renders ``render(mouth(audio))``."""
 
     def __init__(self, source: str, overrides: list[str]):
         keys = dict(o.split("=", 1) for o in overrides)

@@ -83,7 +83,7 @@ def test_triton_forward_matches_grid_sample(
 
 def test_triton_forward_loops_over_channel_blocks(interpreter, monkeypatch):
     # The package re-exports the function under the module's name; fetch the module itself.
-    warp3d_module = importlib.import_module("talkingface.kernels.warp3d")
+    warp3d_module = importlib.import_module("talkingface.kernels.volume_warp")
     # Force several channel blocks (and a ragged last one) on the interpreter's block sizes.
     monkeypatch.setattr(warp3d_module, "_blocks", lambda volume: (64, 4))
     volume, grid = _inputs(channels=10)

@@ -1,4 +1,4 @@
-"""Fixtures for the framework-core tests: a plugin manager holding the toy stages."""
+"""Fixtures for the framework-core tests: a random portrait and controls."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ import pytest
 import torch
 
 from talkingface.pipeline.contracts import Controls, Portrait
-from talkingface.pipeline.plugins import PluginManager
-from tests.pipeline.toy_stages import TestStagesPlugin
-
-
-@pytest.fixture
-def pm(monkeypatch):
-    """A plugin manager with the built-ins plus the test stages (no entry points)."""
-    manager = PluginManager(load_entry_points=False)
-    manager.register(TestStagesPlugin(), name="test-stages")
-    return manager
-
-
-@pytest.fixture
-def speech():
-    from talkingface.testing import synthetic_speech
-
-    return synthetic_speech(2.0)
 
 
 @pytest.fixture

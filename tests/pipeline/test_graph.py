@@ -67,11 +67,14 @@ def test_streaming_emits_after_first_chunk(pm, controls, portrait, speech):
     assert 200 <= prof.start_latency_ms < 2000
 
 
-def test_streaming_resamples_chunks(pm, controls, portrait, speech):
+def test_the_graph_refuses_audio_at_another_rate(pm, controls, portrait, speech):
+    # Converting rates is the application layer's job (Pipeline, talkingface.io).
     g = graph(pm, controls)
     audio48 = Audio(torch.repeat_interleave(speech.samples, 3), 48000)
-    frames = Frames.concat(list(g.stream(portrait, audio48.chunks(9600))))
-    assert frames.num_frames == 50
+    with pytest.raises(ContractError, match="48000 Hz.*16000 Hz: resample it first"):
+        list(g.stream(portrait, audio48.chunks(9600)))
+    with pytest.raises(ContractError, match="48000 Hz.*16000 Hz: resample it first"):
+        g.run(portrait, audio48)
 
 
 def test_incompatible_renderer_names_both_stages(pm, controls):
@@ -120,7 +123,7 @@ def test_graph_rejects_wrong_audio(pm, controls, portrait):
 
 
 def test_from_config_builds_the_named_stages(pm, portrait, speech):
-    from talkingface.pipeline.api import Pipeline
+    from talkingface.api import Pipeline
 
     cfg = load_config("toy", ["render.params.size=8", "motion=jaw"], registry=pm.registry)
     pipe = Pipeline(cfg, plugin_manager=pm)

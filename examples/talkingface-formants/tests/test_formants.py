@@ -11,7 +11,7 @@ import pytest
 import torch
 from talkingface.pipeline.contracts import Audio, AudioFeatures
 from talkingface.pipeline.errors import ContractError, InputError
-from talkingface.pipeline.plugins import PluginManager
+from talkingface.pipeline.registry import PluginManager
 from talkingface.testing import AudioEncoderConformance, chunked, run_stream, synthetic_speech
 
 from talkingface_formants import plugin
@@ -192,7 +192,7 @@ def test_installed_entry_point_is_found():
 
 
 def test_default_pipeline_accepts_formants():
-    from talkingface.pipeline.api import Pipeline
+    from talkingface.api import Pipeline
 
     pm = _manager_with_plugin()
     for kind, name in (("motion", "rules"), ("render", "meshwarp")):

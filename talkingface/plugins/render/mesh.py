@@ -20,27 +20,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkingface.face.landmarks import (
+    BROWS,
+    CHIN,
+    EYE_LIDS,
+    FACE_OVAL,
+    FOREHEAD,
+    GONIONS,
+    IRISES,
+    LEFT_CHEEK,
+    LOWER_INNER_LIP,
+    LOWER_OUTER_LIP,
+    NOSE_BRIDGE,
+    RIGHT_CHEEK,
+    UPPER_INNER_LIP,
+    UPPER_OUTER_LIP,
+)
 from talkingface.pipeline.contracts import EXPRESSION_NAMES
-from talkingface.plugins.render.face import FACE_OVAL
-
-# MediaPipe face-mesh topology. Contours run from the image-left corner to the image-right one.
-UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
-LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
-UPPER_OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
-LOWER_OUTER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
-# Per eye (image-left first): upper lid and lower lid from the outer corner to the inner one.
-EYE_LIDS = (
-    ((33, 246, 161, 160, 159, 158, 157, 173, 133), (33, 7, 163, 144, 145, 153, 154, 155, 133)),
-    ((263, 466, 388, 387, 386, 385, 384, 398, 362), (263, 249, 390, 373, 374, 380, 381, 382, 362)),
-)
-IRISES = ((468, 469, 470, 471, 472), (473, 474, 475, 476, 477))
-BROWS = (
-    (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
-    (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),
-)
-FOREHEAD, CHIN, NOSE_BRIDGE = 10, 152, 168
-LEFT_CHEEK, RIGHT_CHEEK = 234, 454
-GONIONS = (172, 397)
 
 DERIVED_BASES: tuple[str, ...] = ("lip_close", "lip_seal")
 """Bases driven by ``lip_press`` (see below), not by a Motion column of their own."""
@@ -128,7 +124,7 @@ class FaceRig:
 # Building the rig (once per portrait, numpy)
 
 
-def _smoothstep(t: np.ndarray) -> np.ndarray:
+def smoothstep(t: np.ndarray) -> np.ndarray:
     t = np.clip(t, 0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
@@ -166,7 +162,7 @@ def _mouth_bases(p: np.ndarray, upper: list[int], lower: list[int], jaw_drop: fl
     # Which side of the mouth each point is on (0 = upper jaw, 1 = lower jaw): a sharp split
     # between the lips, widening towards and beyond the corners so the cheeks stretch smoothly.
     band = width * (0.06 + 0.45 * np.maximum(np.abs(u) - 0.7, 0.0))
-    side = _smoothstep(0.5 + 0.5 * rel / band)
+    side = smoothstep(0.5 + 0.5 * rel / band)
     # The inner lips split cleanly in the middle and taper into the corners, so the opening
     # is an almond, not a box.
     inner_u = np.abs(x - xm) / max((x[corner_r] - x[corner_l]) / 2, 1.0)
@@ -185,8 +181,8 @@ def _mouth_bases(p: np.ndarray, upper: list[int], lower: list[int], jaw_drop: fl
     lip_down = max(y[17] - line[17], 1.0)
     vertical = np.where(rel < 0, rel / lip_up, rel / lip_down)
     radius = np.sqrt(u**2 + vertical**2)
-    on_lips = _smoothstep((1.6 - radius) / 0.6)
-    around = _smoothstep((2.4 - radius) / 1.4)
+    on_lips = smoothstep((1.6 - radius) / 0.6)
+    around = smoothstep((2.4 - radius) / 1.4)
 
     # Bilabial: the lower lip rides back up to the upper one (weighted with jaw_open).
     below_lip = np.clip((y - _curve(p, list(LOWER_OUTER_LIP), x)) / (0.6 * lip_down + 1e-3), 0, 1)
@@ -199,7 +195,7 @@ def _mouth_bases(p: np.ndarray, upper: list[int], lower: list[int], jaw_drop: fl
     # rising more than the upper one drops (nothing moves where they already meet), fading
     # out over the skin around the mouth.
     rest_gap = np.maximum(_curve(p, lower, x) - _curve(p, upper, x), 0.0)
-    lip_side = _smoothstep(0.5 + 0.5 * rel / band)  # no corner taper: each lip meets the other
+    lip_side = smoothstep(0.5 + 0.5 * rel / band)  # no corner taper: each lip meets the other
     lip_side[upper], lip_side[lower] = 0.0, 1.0
     seal = np.zeros_like(jaw)
     seal[:, 1] = 0.65 * rest_gap * (0.35 * (1.0 - lip_side) - 0.65 * lip_side) * around
@@ -276,7 +272,7 @@ def _eye_bases(p: np.ndarray, lids: list[tuple[list[int], list[int]]], face_h: f
         bx, by = p[list(brow), 0], p[list(brow), 1].mean()
         lid = p[upper, 1].min()
         margin = 0.12 * face_h
-        across = _smoothstep(1 - np.maximum(np.maximum(bx.min() - x, x - bx.max()), 0) / margin)
+        across = smoothstep(1 - np.maximum(np.maximum(bx.min() - x, x - bx.max()), 0) / margin)
         to_lid = np.clip((lid - y) / max(lid - by, 1.0), 0, 1)
         to_top = np.clip(1 - (by - y) / max(0.9 * (by - p[FOREHEAD, 1]), 1.0), 0, 1)
         weight = across * np.where(y > by, to_lid, to_top)
@@ -314,7 +310,7 @@ def _rings(p: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
         ring = centre + scale * (oval - centre)
         # Hair is roughly at the depth of the head's silhouette.
         ring[:, 2] = oval[:, 2] + (z_joint - oval[:, 2]) * min(1.0, (scale - 1) / 0.3)
-        neck = _smoothstep((ring[:, 1] - y_gonion) / max(y_chin - y_gonion, 1.0))
+        neck = smoothstep((ring[:, 1] - y_gonion) / max(y_chin - y_gonion, 1.0))
         w = _RING_HEAD_WEIGHT[k] * (1 - neck) + _RING_NECK_WEIGHT[k] * neck
         keep = (ring[:, :2] > 10).all(1) & (ring[:, :2] < size - 11).all(1)
         pos.append(ring[keep])
@@ -508,7 +504,7 @@ def pose_matrices(pose: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     camera) from ``pose [T, 6]`` (yaw, pitch, roll, tx, ty, scale); angles times ``gain``.
 
     ``R = F Ry(yaw) Rx(-pitch) Rz(roll) F`` with the camera-frame rotations of
-    :func:`talkingface.plugins.render.face.head_pose` (``F`` flips y and z), so yaw > 0 turns
+    :func:`talkingface.face.head_pose` (``F`` flips y and z), so yaw > 0 turns
     the nose to the image right, pitch > 0 tilts it up and roll > 0 turns the head
     counterclockwise as seen: what the renderer draws is what ``head_pose`` measures.
     """

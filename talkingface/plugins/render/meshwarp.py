@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from talkingface.kernels.warp2d import warp2d
+from talkingface.kernels.image_warp import warp2d
 from talkingface.pipeline.contracts import (
     EXPRESSION_NAMES,
     Frames,
@@ -91,8 +91,8 @@ class MeshWarpRenderer(Renderer):
     motion frame into a backward flow and a mouth tile and hands both to ``warp2d``, then
     redraws nearly closed eyes at full resolution. Frames depend only on their own motion
     frame, so streaming per chunk equals the batch run. Output frames are the aligned crop
-    (``PreparedPortrait.state["crop"]`` holds its matrix), or with ``paste_back`` the whole
-    portrait with the crop composited back (:mod:`talkingface.plugins.render.paste`); then
+    (``PreparedPortrait.crop`` holds it, with its matrix and landmarks), or with ``paste_back``
+    the whole portrait with the crop composited back (:mod:`talkingface.face.paste`); then
     ``output_size`` is the size of the most recently prepared portrait's frames, and each
     ``PreparedPortrait.size`` is that portrait's.
     Left/right follow the image: ``blink_l`` closes the eye on the image's left, ``gaze_x > 0``
@@ -136,13 +136,13 @@ class MeshWarpRenderer(Renderer):
         return (self.config.size, self.config.size)
 
     def load(self) -> None:
-        from talkingface.plugins.render.face import FaceAnalyzer
+        from talkingface.face import FaceAnalyzer
 
         self._analyzer = FaceAnalyzer(max_faces=4, static=True)
         self.loaded = True
 
     def prepare(self, portrait: Portrait) -> PreparedPortrait:
-        from talkingface.plugins.render.face import align_crop
+        from talkingface.face import align_crop
 
         if not isinstance(portrait, Portrait):
             raise TypeError(f"meshwarp.prepare takes a Portrait, got {type(portrait).__name__}")
@@ -158,33 +158,33 @@ class MeshWarpRenderer(Renderer):
         )
         style = mouth_style(crop.image, points, rig)
         state = {
-            "crop": crop,
             "image": crop.image[None].to(self.device),
             "rig": rig,
             "mouth": style,
         }
         size = (cfg.size, cfg.size)
         if cfg.paste_back:
-            from talkingface.plugins.render.face import _as_rgb_uint8
-            from talkingface.plugins.render.paste import build_paste_back
+            from talkingface.face import as_rgb_uint8
+            from talkingface.plugins.render.paste import build_mesh_paste
 
-            paste = build_paste_back(
-                _as_rgb_uint8(portrait.pixels), crop.matrix.numpy(), rig, cfg.paste_back_max_side
+            paste = build_mesh_paste(
+                as_rgb_uint8(portrait.pixels), crop.matrix.numpy(), rig, cfg.paste_back_max_side
             )
             paste.flow_gain = paste.flow_gain.to(self.device)
             state["paste"] = paste
-            size = paste.size
+            size = paste.paste.size
             self._prepared_size = size
-            if paste.enlargement > 1.3:
-                better = min(2048, 64 * math.ceil(cfg.size * paste.enlargement / 64))
+            enlargement = paste.paste.enlargement
+            if enlargement > 1.3:
+                better = min(2048, 64 * math.ceil(cfg.size * enlargement / 64))
                 warnings.warn(
                     f"paste_back: the face is rendered at {cfg.size} px and enlarged "
-                    f"{paste.enlargement:.1f}x into {portrait.source or 'the portrait'}, so it "
+                    f"{enlargement:.1f}x into {portrait.source or 'the portrait'}, so it "
                     f"looks softer than the picture around it; render.params.size={better} "
                     "keeps its detail (and costs more time per frame)",
                     stacklevel=2,
                 )
-        return PreparedPortrait(portrait, self.name, size, state)
+        return PreparedPortrait(portrait, self.name, size, state, crop)
 
     def render(self, prepared: PreparedPortrait, motion: Motion) -> Frames:
         if not isinstance(prepared, PreparedPortrait):
@@ -225,7 +225,7 @@ class MeshWarpRenderer(Renderer):
                     target[:] = self._render_chunk(rig, style, image, part)
                 else:
                     crops = self._render_chunk(rig, style, image, part, paste.flow_gain)
-                    paste.composite(crops, out=target)
+                    paste.paste.composite(crops, out=target)
         return Frames(out, motion.fps, motion.start_frame)
 
     def coefficients(self, motion: Motion) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

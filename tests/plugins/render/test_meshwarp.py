@@ -11,7 +11,7 @@ import torch
 
 from talkingface.pipeline.contracts import EXPRESSION_NAMES, Motion
 from talkingface.pipeline.errors import ConfigError, ContractError, InputError
-from talkingface.pipeline.plugins import PluginManager
+from talkingface.pipeline.registry import PluginManager
 from talkingface.plugins.render.mesh import (
     BASIS_NAMES,
     backward_flow,
@@ -33,7 +33,7 @@ def _stage() -> MeshWarpRenderer:
 
 @cache
 def _portrait():
-    from talkingface.plugins.render.face import demo_portrait
+    from talkingface.assets import demo_portrait
 
     try:
         return demo_portrait()
@@ -76,7 +76,7 @@ def test_registered_as_meshwarp():
 
 
 def test_neutral_motion_reproduces_the_crop():
-    crop = _prepared().state["crop"].image
+    crop = _prepared().crop.image
     frame = render()
     mse = ((frame.float() - crop.float()) ** 2).mean().item()
     psnr = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
@@ -84,7 +84,7 @@ def test_neutral_motion_reproduces_the_crop():
 
 
 def test_jaw_open_opens_the_mouth():
-    from talkingface.plugins.render.face import mouth_opening
+    from talkingface.face import mouth_opening
 
     closed = mouth_opening(landmarks(render())).item()
     opened = mouth_opening(landmarks(render(jaw_open=0.8))).item()
@@ -92,7 +92,7 @@ def test_jaw_open_opens_the_mouth():
 
 
 def test_lip_press_closes_an_open_jaw():
-    from talkingface.plugins.render.face import mouth_opening
+    from talkingface.face import mouth_opening
 
     opened = mouth_opening(landmarks(render(jaw_open=0.6))).item()
     pressed = mouth_opening(landmarks(render(jaw_open=0.6, lip_press=1.0))).item()
@@ -102,8 +102,8 @@ def test_lip_press_closes_an_open_jaw():
 def test_lip_press_closes_lips_the_portrait_itself_has_parted():
     # A portrait with parted lips (a frame rendered with the jaw open): on p/b/m the lips
     # must still meet, with no teeth or dark slivers left between them.
+    from talkingface.face import mouth_opening
     from talkingface.pipeline.contracts import Portrait
-    from talkingface.plugins.render.face import mouth_opening
 
     closed = mouth_opening(landmarks(render())).item()
     parted = Portrait(render(jaw_open=0.5), source="parted lips")
@@ -114,7 +114,7 @@ def test_lip_press_closes_lips_the_portrait_itself_has_parted():
     assert mouth_opening(landmarks(rest)).item() > closed + 0.03
     assert mouth_opening(landmarks(pressed)).item() < closed + 0.01
     # The mouth region of the pressed frame has no dark line wider than closed lips make.
-    rest_crop = prepared.state["crop"].image
+    rest_crop = prepared.crop.image
     gray = pressed.float().mean(-1)
     box = landmarks(pressed)[[61, 291, 13, 14], :2]
     x0, x1 = int(box[0, 0]) + 3, int(box[1, 0]) - 3
@@ -124,7 +124,7 @@ def test_lip_press_closes_lips_the_portrait_itself_has_parted():
 
 
 def test_blink_closes_the_eyes():
-    from talkingface.plugins.render.face import eye_openness
+    from talkingface.face import eye_openness
 
     open_ = eye_openness(landmarks(render()))
     shut = eye_openness(landmarks(render(blink_l=1.0, blink_r=1.0)))
@@ -132,7 +132,7 @@ def test_blink_closes_the_eyes():
 
 
 def test_blink_l_closes_only_the_image_left_eye():
-    from talkingface.plugins.render.face import eye_openness
+    from talkingface.face import eye_openness
 
     open_ = eye_openness(landmarks(render()))
     wink = eye_openness(landmarks(render(blink_l=1.0)))
@@ -141,7 +141,7 @@ def test_blink_l_closes_only_the_image_left_eye():
 
 
 def test_head_rotation_moves_the_head_but_not_the_corners():
-    crop = _prepared().state["crop"].image
+    crop = _prepared().crop.image
     frame = render(yaw=0.25, pitch=0.1, roll=0.1)
     corner = SIZE // 8
     for ys in (slice(0, corner), slice(SIZE - corner, SIZE)):

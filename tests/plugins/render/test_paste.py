@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from talkingface.face.paste import output_canvas
 from talkingface.pipeline.contracts import Frames, Portrait, PreparedPortrait
 from talkingface.pipeline.errors import ConfigError, ContractError, InputError
 from talkingface.plugins.render.meshwarp import MeshWarpConfig, MeshWarpRenderer
-from talkingface.plugins.render.paste import build_paste_back, output_canvas
+from talkingface.plugins.render.paste import build_mesh_paste
 from talkingface.testing import neutral_motion, talking_motion
 
 SIZE = 256
@@ -35,7 +36,7 @@ def _stage() -> MeshWarpRenderer:
 
 @cache
 def _portrait() -> Portrait:
-    from talkingface.plugins.render.face import demo_portrait
+    from talkingface.assets import demo_portrait
 
     try:
         face = demo_portrait().pixels
@@ -61,7 +62,7 @@ def _prepared():
 
 def _weight() -> torch.Tensor:
     """The crop's share in the composite, over the whole frame."""
-    paste = _prepared().state["paste"]
+    paste = _prepared().state["paste"].paste
     y0, y1, x0, x1 = paste.box
     weight = torch.zeros(paste.size)
     weight[y0:y1, x0:x1] = torch.from_numpy(paste.weight)
@@ -132,15 +133,15 @@ def test_a_big_portrait_is_scaled_down_to_max_side():
 
 def test_max_side_applies_to_the_frames():
     prepared = _prepared()
-    paste = build_paste_back(
-        _portrait().pixels.numpy(), prepared.state["crop"].matrix.numpy(),
+    paste = build_mesh_paste(
+        _portrait().pixels.numpy(), prepared.crop.matrix.numpy(),
         prepared.state["rig"], 400,
-    )  # fmt: skip
+    ).paste  # fmt: skip
     assert paste.size == (round(HEIGHT * 400 / WIDTH) // 2 * 2, 400)
     crops = torch.zeros((2, SIZE, SIZE, 3), dtype=torch.uint8)
     assert paste.composite(crops).shape == (2, *paste.size, 3)
     # Scaled down, the crop covers fewer output pixels than at full size.
-    assert paste.enlargement < prepared.state["paste"].enlargement
+    assert paste.enlargement < prepared.state["paste"].paste.enlargement
 
 
 def test_crop_output_is_the_default():
@@ -181,7 +182,7 @@ def test_cli_override_reaches_the_renderer():
 @pytest.mark.filterwarnings("ignore:paste_back")  # the demo face is enlarged 1.6x
 def test_pipeline_writes_a_video_of_the_portraits_size(tmp_path):
     from talkingface import Pipeline
-    from talkingface.pipeline.media import probe_media
+    from talkingface.io import probe_media
     from talkingface.testing import synthetic_speech
 
     pipe = Pipeline.from_config(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from talkingface.pipeline.api import Pipeline
+from talkingface.api import Pipeline
 from talkingface.pipeline.contracts import Frames
 from talkingface.pipeline.errors import InputError
 
@@ -45,7 +45,7 @@ def test_silent_audio_is_refused_unless_allowed(pm, image_array):
 
 
 def test_run_to_file_writes_mp4_and_config(pipe, image_array, speech, tmp_path):
-    from talkingface.pipeline.media import probe_media
+    from talkingface.io import probe_media
 
     out = tmp_path / "out.mp4"
     result = pipe.run(image_array, (speech.samples.numpy(), 16000), output=out)
@@ -113,7 +113,7 @@ def speech_file(speech, tmp_path):
     """The speech clip as a 44.1 kHz stereo WAV (resampled and mixed down while streaming)."""
     import soundfile as sf
 
-    from talkingface.pipeline.media import resample
+    from talkingface.io import resample
 
     up = resample(speech.samples, 16000, 44100).numpy()
     path = tmp_path / "speech.wav"
@@ -136,7 +136,7 @@ def test_stream_from_a_file_equals_batch(pipe, image_array, speech_file):
 
 
 def test_the_first_frame_waits_only_for_the_audio_it_needs(pm, image_array, speech):
-    from talkingface.pipeline.api import cut_audio
+    from talkingface.api import cut_audio
 
     # The default pipeline's first frame needs its 40 ms, 40 ms of mouth anticipation and the
     # viseme encoder's 72.5 ms of lookahead: 152.5 ms, not the 200 ms of 0.2 s chunks.
@@ -206,7 +206,7 @@ def test_negative_threads_is_a_config_error(pm):
 def test_file_sink_takes_the_frame_size_of_the_portrait(pm, image_array, speech, tmp_path):
     """A renderer whose frames have the portrait's size: the MP4 gets that size, whether the
     portrait comes prepared or is prepared by the run."""
-    from talkingface.pipeline.media import probe_media
+    from talkingface.io import probe_media
 
     pipe = Pipeline.from_config("toy", ["render=framed"], plugin_manager=pm)
     audio = (speech.samples.numpy(), 16000)

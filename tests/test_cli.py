@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from talkingface.pipeline.cli import build_parser, main
+from talkingface.cli import build_parser, main
 
 SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config"]
 
@@ -69,7 +69,7 @@ def test_bad_override_syntax(capsys):
 
 
 def test_debug_shows_traceback():
-    proc = subprocess.run([sys.executable, "-m", "talkingface.pipeline.cli", "--debug", "config",
+    proc = subprocess.run([sys.executable, "-m", "talkingface.cli", "--debug", "config",
                            "render=nope"], capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
@@ -83,10 +83,10 @@ def test_stream_writes_the_file_as_it_decodes(tmp_path, capsys, monkeypatch, spe
     import numpy as np
     import soundfile as sf
 
-    from talkingface.pipeline import cli
-    from talkingface.pipeline.api import Pipeline
-    from talkingface.pipeline.media import probe_media
-    from talkingface.pipeline.plugins import PluginManager
+    from talkingface import cli
+    from talkingface.api import Pipeline
+    from talkingface.io import probe_media
+    from talkingface.pipeline.registry import PluginManager
     from tests.pipeline.toy_stages import TestStagesPlugin
 
     pm = PluginManager(load_entry_points=False)
@@ -116,7 +116,7 @@ def test_stream_writes_the_file_as_it_decodes(tmp_path, capsys, monkeypatch, spe
 
 
 def test_text_picks_the_sphinx_preset_and_sets_the_transcript():
-    from talkingface.pipeline.cli import _pipeline
+    from talkingface.cli import _pipeline
 
     args = build_parser().parse_args(["run", "--text", "Hello, world!"])
     pipe = _pipeline(args)

@@ -25,7 +25,7 @@ from talkingface.pipeline.config import controls_from_config, load_config, stage
 from talkingface.pipeline.contracts import Audio, Frames, Portrait, PreparedPortrait
 from talkingface.pipeline.errors import InputError
 from talkingface.pipeline.graph import FrameCollector, RunResult, Sink, StageGraph
-from talkingface.pipeline.plugins import PluginManager, get_plugin_manager
+from talkingface.pipeline.registry import PluginManager, get_plugin_manager
 
 AudioLike = Audio | str | Path | tuple | np.ndarray | torch.Tensor
 ImageLike = Portrait | PreparedPortrait | str | Path | np.ndarray | torch.Tensor
@@ -35,14 +35,14 @@ def as_portrait(image: ImageLike) -> Portrait | PreparedPortrait:
     """A Portrait from a path, array, tensor or PIL image (PreparedPortrait passes through)."""
     if isinstance(image, (Portrait, PreparedPortrait)):
         return image
-    from talkingface.pipeline.media import load_image
+    from talkingface.io import load_image
 
     return load_image(image)
 
 
 def as_audio(audio: AudioLike, target_rate: int) -> Audio:
     """An Audio from a path, ``(array, sample_rate)`` tuple, or Audio (resampled once)."""
-    from talkingface.pipeline.media import load_audio
+    from talkingface.io import load_audio
 
     if isinstance(audio, Audio):
         if audio.sample_rate == target_rate:
@@ -166,7 +166,7 @@ class Pipeline:
         source = str(audio) if isinstance(audio, (str, Path)) else ""
         clip = as_audio(audio, self.graph.audio.sample_rate)
         if not self.config.allow_silent:
-            from talkingface.pipeline.media import check_not_silent
+            from talkingface.io import check_not_silent
 
             check_not_silent(clip, source=source)
         return clip
@@ -233,7 +233,7 @@ class Pipeline:
         arrives achieves); from there on, chunks of ``chunk_s`` seconds (default
         ``config.stream.chunk_s``), which set the per-chunk overhead.
 
-        A file is decoded incrementally (:func:`~talkingface.pipeline.media.stream_audio_file`),
+        A file is decoded incrementally (:func:`~talkingface.io.stream_audio_file`),
         so memory does not grow with its length; the samples are exactly those of the whole
         clip from :meth:`load_audio`. Bad files (missing, not audio, empty, silent) fail here;
         damage in the middle of a file fails when decoding reaches it.
@@ -244,7 +244,7 @@ class Pipeline:
             raise InputError(f"chunk_s must be a positive number of seconds, got {seconds!r}")
         step = max(1, round(seconds * rate))
         if isinstance(audio, (str, Path)):
-            from talkingface.pipeline.media import check_not_silent, stream_audio_file
+            from talkingface.io import check_not_silent, stream_audio_file
 
             if not self.config.allow_silent:
                 # A separate decoder that stops at the first loud chunk (speech: the first
@@ -260,6 +260,12 @@ class Pipeline:
 
     def stream_chunks(self, image: ImageLike, chunks) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive ``Audio`` pieces."""
+        from talkingface.io import load_audio
+
+        rate = self.graph.audio.sample_rate
+        chunks = (c if c.sample_rate == rate else
+                  load_audio(c.samples, sample_rate=c.sample_rate, target_rate=rate)
+                  for c in chunks)
         return self.graph.stream(as_portrait(image), chunks)
 
     def metadata(self) -> dict[str, str]:
@@ -276,7 +282,7 @@ class Pipeline:
     ) -> _FileSink:
         """The MP4 sink of a batch run. ``size``: the prepared portrait's frame size, when
         known (else the writer opens on the first frames, whose size it takes)."""
-        from talkingface.pipeline.media import PNGWriter, VideoWriter
+        from talkingface.io import PNGWriter, VideoWriter
 
         path = Path(output)
         if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):

@@ -14,9 +14,7 @@ import soundfile as sf
 import torch
 
 from talkingface import __version__
-from talkingface.pipeline.contracts import Audio, Frames
-from talkingface.pipeline.errors import ConfigError, InputError
-from talkingface.pipeline.media import (
+from talkingface.io import (
     PROVENANCE,
     PNGWriter,
     VideoWriter,
@@ -29,6 +27,8 @@ from talkingface.pipeline.media import (
     resample,
     stream_audio_file,
 )
+from talkingface.pipeline.contracts import Audio, Frames
+from talkingface.pipeline.errors import ConfigError, InputError
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -1,9 +1,9 @@
 import pytest
 
-from talkingface.pipeline import plugins as plugins_mod
+from talkingface.pipeline import registry as plugins_mod
 from talkingface.pipeline.errors import ConfigError, PluginError
 from talkingface.pipeline.hookspecs import hookimpl
-from talkingface.pipeline.plugins import PluginManager
+from talkingface.pipeline.registry import PluginManager
 from tests.pipeline.toy_stages import FlatRenderer, RmsEncoder, TestStagesPlugin
 
 

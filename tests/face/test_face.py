@@ -10,9 +10,11 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from talkingface import assets
+from talkingface import face as F
+from talkingface.face import landmarks as LM
 from talkingface.pipeline.contracts import Portrait
 from talkingface.pipeline.errors import InputError
-from talkingface.plugins.render import face as F
 
 
 def _pil(portrait: Portrait) -> Image.Image:
@@ -27,20 +29,20 @@ def _tensor(img: Image.Image) -> torch.Tensor:
 def test_demo_portrait_landmarks_are_sensible(portrait, portrait_landmarks):
     lm = portrait_landmarks
     h, w = portrait.size
-    assert lm.points.shape == (F.NUM_LANDMARKS, 3) and lm.points.dtype == torch.float32
+    assert lm.points.shape == (LM.NUM_LANDMARKS, 3) and lm.points.dtype == torch.float32
     assert lm.image_size == (h, w)
     xy = lm.points[:, :2]
     assert (xy[:, 0] >= 0).all() and (xy[:, 0] < w).all()
     assert (xy[:, 1] >= 0).all() and (xy[:, 1] < h).all()
-    left_eye = xy[list(F.LEFT_EYE)].mean(0)
-    right_eye = xy[list(F.RIGHT_EYE)].mean(0)
-    mouth = xy[list(F.LIPS_OUTER)].mean(0)
+    left_eye = xy[list(LM.LEFT_EYE)].mean(0)
+    right_eye = xy[list(LM.RIGHT_EYE)].mean(0)
+    mouth = xy[list(LM.LIPS_OUTER)].mean(0)
     nose_tip = xy[1]
     assert left_eye[0] < nose_tip[0] < right_eye[0]  # "left" is the image's left
     assert max(left_eye[1], right_eye[1]) < nose_tip[1] < mouth[1] < xy[152, 1]
-    assert xy[list(F.LEFT_BROW), 1].mean() < left_eye[1]
+    assert xy[list(LM.LEFT_BROW), 1].mean() < left_eye[1]
     # The irises sit inside their eyes.
-    for iris, eye in ((F.LEFT_IRIS, F.LEFT_EYE), (F.RIGHT_IRIS, F.RIGHT_EYE)):
+    for iris, eye in ((LM.LEFT_IRIS, LM.LEFT_EYE), (LM.RIGHT_IRIS, LM.RIGHT_EYE)):
         x0, y0 = xy[list(eye)].min(0).values
         x1, y1 = xy[list(eye)].max(0).values
         cx, cy = xy[iris[0]]
@@ -141,7 +143,7 @@ def test_align_crop_maps_landmarks_and_levels_the_eyes(face_analyzer, portrait):
     assert crop.original_size == (512, 512)
     mapped = lm.points[:, :2].double() @ crop.matrix[:, :2].T + crop.matrix[:, 2]
     torch.testing.assert_close(mapped.float(), crop.landmarks.points[:, :2], atol=1e-3, rtol=0)
-    left, right = (crop.landmarks.points[list(e), :2].mean(0) for e in (F.LEFT_EYE, F.RIGHT_EYE))
+    left, right = (crop.landmarks.points[list(e), :2].mean(0) for e in (LM.LEFT_EYE, LM.RIGHT_EYE))
     assert abs(float(left[1] - right[1])) < 0.5
     pts = crop.landmarks.points
     face_size = max(
@@ -161,8 +163,11 @@ def test_crop_landmarks_match_a_fresh_analysis_of_the_crop(face_analyzer, portra
 
 def test_paste_back_of_the_unmodified_crop_reproduces_the_original(portrait, portrait_landmarks):
     crop = F.align_crop(portrait.pixels, portrait_landmarks, size=512)
-    frames = crop.image[None].repeat(2, 1, 1, 1)
-    out = F.paste_back(portrait.pixels, frames, crop)
+    weight = np.zeros((512, 512), np.float32)
+    weight[64:-64, 64:-64] = 1.0
+    paste = F.build_paste_back(portrait.pixels.numpy(), crop.matrix.numpy(), weight, 1920)
+    assert paste.size == portrait.size and 0.5 < paste.enlargement < 1.0  # the crop enlarges
+    out = paste.composite(crop.image[None].repeat(2, 1, 1, 1))
     assert out.shape == (2, 512, 512, 3) and out.dtype == torch.uint8
     x0, y0, x1, y1 = (int(c) for c in portrait_landmarks.box())
     diff = (out[0].float() - portrait.pixels.float()).abs()
@@ -170,21 +175,18 @@ def test_paste_back_of_the_unmodified_crop_reproduces_the_original(portrait, por
     assert torch.equal(out[0], out[1])
 
 
-def test_paste_back_only_changes_the_crop_region(portrait, portrait_landmarks):
+def test_paste_back_only_changes_where_the_weight_is(portrait, portrait_landmarks):
     crop = F.align_crop(portrait.pixels, portrait_landmarks, size=128, face_scale=1.5)
-    out = F.paste_back(portrait.pixels, torch.zeros(128, 128, 3, dtype=torch.uint8), crop)[0]
+    weight = np.zeros((128, 128), np.float32)
+    weight[16:-16, 16:-16] = 1.0
+    paste = F.build_paste_back(portrait.pixels.numpy(), crop.matrix.numpy(), weight, 1920)
+    out = paste.composite(torch.zeros(1, 128, 128, 3, dtype=torch.uint8))[0]
     cx, cy = (int(c) for c in portrait_landmarks.points[1, :2])  # nose tip: fully replaced
     assert out[cy, cx].max() <= 1
-    assert torch.equal(out[:20, :20], portrait.pixels[:20, :20])
-    assert torch.equal(out[-20:, -20:], portrait.pixels[-20:, -20:])
-    with pytest.raises(ValueError, match=r"crop_frames must be \[T, 128, 128, 3\]"):
-        F.paste_back(portrait.pixels, torch.zeros(1, 64, 64, 3, dtype=torch.uint8), crop)
-
-
-def test_crop_mask_feathers_to_zero_at_the_border():
-    mask = F.crop_mask(64, feather=8)
-    assert mask.shape == (64, 64)
-    assert mask[0].max() == 0 and mask[:, -1].max() == 0 and mask[8:56, 8:56].min() == 1
+    y0, y1, x0, x1 = paste.box
+    outside = torch.ones(portrait.size, dtype=torch.bool)
+    outside[y0:y1, x0:x1] = False
+    assert torch.equal(out[outside], portrait.pixels[outside])
 
 
 # Measures -----------------------------------------------------------------------------------
@@ -261,7 +263,7 @@ def test_measures_reject_wrong_shapes():
 
 def test_landmark_groups():
     groups = {
-        name: getattr(F, name)
+        name: getattr(LM, name)
         for name in (
             "LIPS_OUTER", "LIPS_INNER", "LEFT_EYE", "RIGHT_EYE", "LEFT_IRIS", "RIGHT_IRIS",
             "LEFT_BROW", "RIGHT_BROW", "FACE_OVAL", "JAW", "NOSE",
@@ -272,6 +274,12 @@ def test_landmark_groups():
     assert groups["LEFT_IRIS"] == tuple(range(468, 473))
     assert groups["RIGHT_IRIS"] == tuple(range(473, 478))
     assert set(groups["JAW"]) <= set(groups["FACE_OVAL"]) and 152 in groups["JAW"]
+    # The contours are halves of the closed loops, from corner to corner.
+    assert LM.UPPER_OUTER_LIP[0] == LM.LOWER_OUTER_LIP[0] == 61
+    assert LM.UPPER_OUTER_LIP[-1] == LM.LOWER_OUTER_LIP[-1] == 291
+    assert set(LM.UPPER_INNER_LIP) | set(LM.LOWER_INNER_LIP) == set(LM.LIPS_INNER)
+    for (upper, lower), loop in zip(LM.EYE_LIDS, (LM.LEFT_EYE, LM.RIGHT_EYE), strict=True):
+        assert set(upper) | set(lower) == set(loop) and upper[-1] == lower[-1]
     assert {33, 133, 159, 145} <= set(groups["LEFT_EYE"])
     assert {263, 362, 386, 374} <= set(groups["RIGHT_EYE"])
 
@@ -280,11 +288,11 @@ def test_landmark_groups():
 def test_demo_portrait_asset(portrait):
     assert isinstance(portrait, Portrait) and portrait.size == (512, 512)
     assert portrait.source == "demo portrait"
-    assert F.demo_portrait_path().name == "demo_portrait.png"
+    assert assets.demo_portrait_path().name == "demo_portrait.png"
 
 
 def test_demo_speech_asset():
-    path = F.demo_audio_path()
+    path = assets.demo_audio_path()
     info = sf.info(path)
     assert info.samplerate == 16000 and info.channels == 1
     assert 6.0 <= info.duration <= 9.0

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pipeline(args):
-    from talkingface.pipeline.api import Pipeline
+    from talkingface.api import Pipeline
 
     overrides = list(args.overrides)
     if getattr(args, "seed", None) is not None:
@@ -142,7 +142,7 @@ def _with_transcript(source, overrides: list[str], text: str, args):
 
     from talkingface.pipeline.config import load_config
     from talkingface.pipeline.errors import InputError
-    from talkingface.pipeline.plugins import get_plugin_manager
+    from talkingface.pipeline.registry import get_plugin_manager
 
     if not text.strip():
         raise InputError("--text is empty: give the words that are spoken, or leave it out")
@@ -167,7 +167,7 @@ def _inputs(args) -> tuple[str, str, bool]:
     from talkingface.pipeline.errors import InputError
 
     if args.image is None and args.audio is None:
-        from talkingface.plugins.render.face import demo_audio_path, demo_portrait_path
+        from talkingface.assets import demo_audio_path, demo_portrait_path
 
         return str(demo_portrait_path()), str(demo_audio_path()), True
     if args.image is None or args.audio is None:
@@ -180,7 +180,7 @@ def cmd_run(args) -> int:
     output = args.output or (Path("talkingface_demo.mp4") if demo
                              else Path(Path(audio).stem + ".mp4"))
     pipe = _pipeline(args)
-    from talkingface.pipeline.api import as_portrait
+    from talkingface.api import as_portrait
 
     # Bad inputs (no face included) fail here, before anything is written.
     portrait = pipe.prepare(as_portrait(image))
@@ -200,7 +200,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from talkingface.pipeline.media import VideoWriter
+    from talkingface.io import VideoWriter
 
     image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
@@ -233,7 +233,7 @@ def cmd_stream(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from talkingface.pipeline.plugins import KIND_TITLES, get_plugin_manager
+    from talkingface.pipeline.registry import KIND_TITLES, get_plugin_manager
 
     registry = get_plugin_manager().registry
     data = {"stages": [], "presets": []}
