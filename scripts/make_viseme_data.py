@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from scipy import signal
 
+from talkingface.pipeline.contracts import VISEMES
 from talkingface.plugins.audio import mel
-from talkingface.plugins.audio.visemes import N_MELS, VISEMES
+from talkingface.plugins.audio.visemes import N_MELS
 
 ESPEAK_RATE = 22050
 

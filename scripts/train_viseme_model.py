@@ -22,13 +22,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talkingface.pipeline.contracts import VISEMES
 from talkingface.plugins.audio import mel
 from talkingface.plugins.audio.visemes import (
     CONTEXT_FRAMES,
     DEFAULT_WEIGHTS,
     LOOKAHEAD_FRAMES,
     N_MELS,
-    VISEMES,
     VisemeNet,
 )
 

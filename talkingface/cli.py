@@ -46,10 +46,10 @@ def _add_input_args(p: argparse.ArgumentParser, demo: bool = True) -> None:
     p.add_argument("--allow-silent", action="store_true",
                    help="accept silent audio (renders a still face) instead of refusing it")
     p.add_argument("--seed", type=int, help="seed for every random choice (same seed, same video)")
-    p.add_argument("--text", help="what the speech says (English words): the sphinx encoder "
-                                  "aligns its phones to these words instead of recognising them "
-                                  "(picks --preset sphinx unless another preset or config is "
-                                  "given; needs pip install 'talkingface[sphinx]')")
+    p.add_argument("--text", help="what the speech says, for stages that take a transcript "
+                                  "(the sphinx encoder aligns its phones to these English words "
+                                  "instead of recognising them: --preset sphinx; needs "
+                                  "pip install 'talkingface[sphinx]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,40 +131,11 @@ def _pipeline(args):
         overrides.append(f"output.frames_dir={args.frames_dir}")
     source = args.config if args.config is not None else args.preset
     text = getattr(args, "text", None)
-    if text is None:
-        return Pipeline.from_config(source, overrides)
-    return Pipeline.from_config(_with_transcript(source, overrides, text, args), ())
-
-
-def _with_transcript(source, overrides: list[str], text: str, args):
-    """The config with ``--text`` set as the audio encoder's transcript (``text`` param)."""
-    import dataclasses
-
-    from talkingface.pipeline.config import load_config
-    from talkingface.pipeline.errors import InputError
-    from talkingface.pipeline.registry import get_plugin_manager
-
-    if not text.strip():
-        raise InputError("--text is empty: give the words that are spoken, or leave it out")
-    if args.config is None and args.preset == "default":
-        source = "sphinx"
-    config = load_config(source, overrides)
-    encoder = get_plugin_manager().registry.get("audio", config.audio.name).cls
-    fields = dataclasses.fields(encoder.Config) if dataclasses.is_dataclass(encoder.Config) else ()
-    if "text" not in {f.name for f in fields}:
-        raise InputError(
-            f"--text needs an audio encoder that aligns a transcript; {config.audio.name!r} "
-            "does not: use --preset sphinx (or audio=sphinx)"
-        )
-    from omegaconf import OmegaConf
-
-    config = OmegaConf.to_container(config, resolve=False)  # load_config's result is read-only
-    config["audio"]["params"]["text"] = text
-    return config
+    return Pipeline.from_config(source, overrides, inputs=None if text is None else {"text": text})
 
 
 def _inputs(args) -> tuple[str, str, bool]:
-    from talkingface.pipeline.errors import InputError
+    from talkingface.api import InputError
 
     if args.image is None and args.audio is None:
         from talkingface.assets import demo_audio_path, demo_portrait_path
@@ -180,10 +151,8 @@ def cmd_run(args) -> int:
     output = args.output or (Path("talkingface_demo.mp4") if demo
                              else Path(Path(audio).stem + ".mp4"))
     pipe = _pipeline(args)
-    from talkingface.api import as_portrait
-
     # Bad inputs (no face included) fail here, before anything is written.
-    portrait = pipe.prepare(as_portrait(image))
+    portrait = pipe.prepare(image)
     clip = pipe.load_audio(audio)
     _say(f"talkingface: {pipe.description}: {image} + {audio} -> {output}")
     progress = not args.no_progress and sys.stderr.isatty()
@@ -200,81 +169,29 @@ def cmd_run(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    from talkingface.io import VideoWriter
-
     image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
-    # The file is decoded as it streams (memory flat in its length); bad audio fails here.
-    chunks = pipe.audio_chunks(audio, args.chunk_s)
-    to_stdout = args.output == "-"
-    target = sys.stdout.buffer if to_stdout else Path(args.output)
-    # A bad portrait fails here, before anything is written; the frame size can depend on it
-    # (render.params.paste_back renders at the portrait's own size).
-    portrait = pipe.prepare(image)
-    h, w = portrait.size
-    writer = VideoWriter(target, pipe.config.fps, (h, w), audio_rate=pipe.graph.audio.sample_rate,
-                         metadata=pipe.metadata(), crf=pipe.config.output.crf,
-                         preset=pipe.config.output.preset, fragmented=True)
-
-    def sound_too(chunks):
-        for chunk in chunks:  # each piece goes into the sound track as the graph takes it
-            writer.write_audio(chunk)
-            yield chunk
-
-    with writer:
-        for frames in pipe.stream_chunks(portrait, sound_too(chunks)):
-            writer.write(frames)
+    target = sys.stdout.buffer if args.output == "-" else Path(args.output)
+    # Bad audio and a bad portrait fail before anything is written.
+    for _ in pipe.stream(image, audio, chunk_s=args.chunk_s, output=target):
+        pass
     prof = pipe.last_profile
-    if not to_stdout and pipe.config.output.save_config:
-        pipe.save_config(target)
     _say(f"streamed {prof.frames} frames to {args.output}: start latency "
          f"{prof.start_latency_ms:.0f} ms, real-time factor {prof.real_time_factor:.2f}")
     return 0
 
 
 def cmd_plugins(args) -> int:
-    from talkingface.pipeline.registry import KIND_TITLES, get_plugin_manager
+    from talkingface.api import describe_plugins, format_plugins
 
-    registry = get_plugin_manager().registry
-    data = {"stages": [], "presets": []}
-    for kind in ("audio", "motion", "render"):
-        for name in registry.names(kind):
-            entry = registry.stages[kind][name]
-            stage = entry.cls()
-            data["stages"].append({
-                "kind": kind,
-                "name": name,
-                "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}",
-                "origin": entry.origin,
-                "aliases": list(entry.aliases),
-                "declares": stage.declarations(),
-                "config": [{"name": n, "type": t, "default": d}
-                           for n, t, d in entry.cls.config_fields()],
-                "doc": (entry.cls.__doc__ or "").strip().splitlines()[0:1],
-            })
-    for name in sorted(registry.presets):
-        p = registry.presets[name]
-        data["presets"].append({"name": name, "origin": p.origin, "description": p.description})
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-        return 0
-    for kind in ("audio", "motion", "render"):
-        print(f"{KIND_TITLES[kind]}s ({kind}=NAME):")
-        for s in (s for s in data["stages"] if s["kind"] == kind):
-            doc = s["doc"][0] if s["doc"] else ""
-            print(f"  {s['name']:<14} {doc}")
-            print(f"  {'':<14} origin: {s['origin']}; declares: "
-                  + ", ".join(f"{k}={v}" for k, v in s["declares"].items()))
-            for f in s["config"]:
-                print(f"  {'':<14}   {kind}.params.{f['name']}: {f['type']} = {f['default']!r}")
-        print()
-    print("presets (--preset NAME):")
-    for p in data["presets"]:
-        print(f"  {p['name']:<14} {p['description']}  [{p['origin']}]")
+    data = describe_plugins()
+    print(json.dumps(data, indent=2, default=str) if args.json else format_plugins(data))
     return 0
 
 
 def cmd_profile(args) -> int:
+    from talkingface.api import DiscardSink
+
     image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
     if args.stream:
@@ -282,8 +199,6 @@ def cmd_profile(args) -> int:
             pass
         prof = pipe.last_profile
     else:
-        from talkingface.pipeline.graph import DiscardSink
-
         prof = pipe.run(image, audio, sink=DiscardSink()).profile
     print(f"pipeline: {pipe.description} ({prof.mode}, device {prof.device})")
     print(prof.table())
@@ -294,10 +209,10 @@ def cmd_profile(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from talkingface.pipeline.config import load_config, to_yaml
+    from talkingface.api import config_yaml
 
-    source = args.config if args.config is not None else args.preset
-    print(to_yaml(load_config(source, args.overrides)), end="")
+    print(config_yaml(args.config if args.config is not None else args.preset, args.overrides),
+          end="")
     return 0
 
 
@@ -336,7 +251,7 @@ def _main(argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    from talkingface.pipeline.errors import TalkingFaceError
+    from talkingface.api import TalkingFaceError
 
     handler = COMMANDS.get(args.command)
     if handler is None:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from talkingface import hookimpl
 from talkingface.api import Pipeline
 from talkingface.pipeline.contracts import Frames
 from talkingface.pipeline.errors import InputError
@@ -187,13 +188,45 @@ def torch_threads():
     torch.set_num_threads(before)
 
 
-def test_threads_sets_torchs_thread_count(pm, torch_threads):
-    assert Pipeline.from_config("toy", plugin_manager=pm).config.threads == 0
-    assert torch.get_num_threads() == torch_threads  # 0: left alone
-    Pipeline.from_config("toy", ["threads=1"], plugin_manager=pm)
-    assert torch.get_num_threads() == 1
-    Pipeline.from_config("toy", ["threads=2"], plugin_manager=pm)
-    assert torch.get_num_threads() == 2
+class _SettingsSeen:
+    """A call_stage wrapper noting torch's thread count and the kernel backend in each call."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[int, str]] = set()
+
+    @hookimpl(wrapper=True)
+    def call_stage(self, stage, method, args, kwargs):
+        from talkingface import kernels
+
+        self.seen.add((torch.get_num_threads(), kernels.get_default_backend()))
+        return (yield)
+
+
+@pytest.mark.parametrize("mode", ["run", "stream"])
+def test_process_wide_settings_hold_during_a_run_and_are_restored(
+    pm, torch_threads, image_array, speech, mode
+):
+    from talkingface import kernels
+
+    spy = _SettingsSeen()
+    pm.register(spy, name="settings-spy")
+    try:
+        pipe = Pipeline.from_config("toy", ["threads=1", "kernels.backend=torch"],
+                                    plugin_manager=pm)
+        assert torch.get_num_threads() == torch_threads  # building changes nothing
+        audio = (speech.samples.numpy(), 16000)
+        if mode == "run":
+            pipe.run(image_array, audio)
+        else:
+            list(pipe.stream(image_array, audio))
+        assert spy.seen == {(1, "torch")}
+        assert torch.get_num_threads() == torch_threads
+        assert kernels.get_default_backend() == "auto"
+        spy.seen.clear()
+        Pipeline.from_config("toy", plugin_manager=pm).run(image_array, audio)
+        assert spy.seen == {(torch_threads, "auto")}  # threads=0 leaves torch's choice
+    finally:
+        pm.unregister(spy)
 
 
 def test_negative_threads_is_a_config_error(pm):
@@ -218,3 +251,53 @@ def test_file_sink_takes_the_frame_size_of_the_portrait(pm, image_array, speech,
     assert prepared.size == (70, 96) == pipe.graph.render.output_size
     pipe.run(prepared, audio, output=out)
     assert (probe_media(out)["video"]["height"], probe_media(out)["video"]["width"]) == (70, 96)
+
+
+def test_stream_to_a_fragmented_mp4(pipe, image_array, speech, tmp_path):
+    from talkingface.io import probe_media
+
+    out = tmp_path / "live.mp4"
+    frames = list(pipe.stream(image_array, (speech.samples.numpy(), 16000), output=out))
+    assert sum(f.num_frames for f in frames) == 50
+    info = probe_media(out)
+    assert info["video"]["frames"] == 50 and info["video"]["width"] == 32
+    assert (tmp_path / "live.yaml").exists()
+    assert "generated" in " ".join(info["metadata"].values()).lower()
+
+
+def test_a_failed_stream_leaves_no_file(pipe, image_array, speech, tmp_path):
+    out = tmp_path / "live.mp4"
+    with pytest.raises(InputError, match="audio file not found"):
+        pipe.stream(image_array, tmp_path / "missing.wav", output=out)
+
+    def broken_capture():
+        yield from speech.chunks(3200)
+        raise OSError("microphone unplugged")
+
+    with pytest.raises(OSError, match="unplugged"):
+        list(pipe.stream_chunks(image_array, broken_capture(), output=out))
+    assert not out.exists() and not list(tmp_path.glob("*.mp4"))
+
+
+def test_inputs_go_to_the_stages_that_declare_them(pm):
+    from talkingface.pipeline.errors import InputError as Err
+
+    pipe = Pipeline.from_config("sphinx", inputs={"text": "hello world"})
+    assert pipe.config.audio.params.text == "hello world"
+    with pytest.raises(Err, match="no stage of visemes>rules>meshwarp takes the input 'text'.*"
+                                  "--preset sphinx.*audio=sphinx"):
+        Pipeline.from_config("default", inputs={"text": "hello"})
+    with pytest.raises(Err, match="the input 'text' is empty"):
+        Pipeline.from_config("sphinx", inputs={"text": "  "})
+
+
+def test_describe_plugins_lists_every_stage_and_preset(pm):
+    from talkingface.api import describe_plugins, format_plugins
+
+    data = describe_plugins(pm)
+    names = {(s["kind"], s["name"]) for s in data["stages"]}
+    assert {("audio", "visemes"), ("motion", "rules"), ("render", "meshwarp")} <= names
+    sphinx = next(s for s in data["stages"] if s["name"] == "sphinx")
+    assert sphinx["declares"]["inputs"] == ["text"]
+    text = format_plugins(data)
+    assert "audio encoders (audio=NAME):" in text and "presets (--preset NAME):" in text

@@ -115,20 +115,20 @@ def test_stream_writes_the_file_as_it_decodes(tmp_path, capsys, monkeypatch, spe
     assert len(err) == 1 and "silent" in err[0] and not (tmp_path / "s.mp4").exists()
 
 
-def test_text_picks_the_sphinx_preset_and_sets_the_transcript():
+def test_text_sets_the_transcript_of_the_stage_that_takes_it():
     from talkingface.cli import _pipeline
 
-    args = build_parser().parse_args(["run", "--text", "Hello, world!"])
+    args = build_parser().parse_args(["run", "--text", "Hello, world!", "--preset", "sphinx"])
     pipe = _pipeline(args)
     assert pipe.config.audio.name == "sphinx"
     assert pipe.config.audio.params.text == "Hello, world!"
     assert pipe.config.motion.params.jaw_loudness == 0.2
 
 
-def test_text_with_an_encoder_that_cannot_align_is_a_clear_error(capsys):
-    code = main(["run", "--text", "hello", "audio=energy"])
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--preset sphinx" in err[0]
-    assert main(["run", "--text", "  "]) == 2
-    assert "--text is empty" in capsys.readouterr().err
+def test_text_with_no_stage_that_takes_it_is_a_clear_error(capsys):
+    for argv in (["run", "--text", "hello", "audio=energy"], ["run", "--text", "hello"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--preset sphinx" in err[0] and "'text'" in err[0]
+    assert main(["run", "--text", "  ", "--preset", "sphinx"]) == 2
+    assert "the input 'text' is empty" in capsys.readouterr().err

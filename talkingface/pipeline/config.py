@@ -10,17 +10,16 @@ resolved config: the schema's defaults, then the preset, then the overrides; eve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from talkingface.pipeline.contracts import EMOTIONS, Controls
+from talkingface.pipeline.contracts import EMOTIONS, STAGE_KINDS, Controls
 from talkingface.pipeline.errors import ConfigError
-
-STAGE_KINDS = ("audio", "motion", "render")
+from talkingface.pipeline.params import to_dataclass
 
 
 @dataclass
@@ -190,24 +189,6 @@ def _source_to_config(source: Any, registry) -> DictConfig:
         preset = registry.preset(str(source))
         return _source_to_config(preset.config, registry)
     raise ConfigError(f"config must be a preset name, YAML path or mapping, got {type(source)}")
-
-
-def to_dataclass(schema: type, params: Any) -> Any:
-    """Validate ``params`` (mapping/DictConfig) against a stage ``Config`` dataclass."""
-    try:
-        node = OmegaConf.merge(OmegaConf.structured(schema), params or {})
-        return OmegaConf.to_object(node)
-    except OmegaConfBaseException as exc:
-        valid = ", ".join(f.name for f in fields(schema)) if is_dataclass(schema) else "(none)"
-        key = getattr(exc, "key", None)
-        if isinstance(exc, ConfigKeyError):
-            raise ConfigError(
-                f"unknown parameter {key!r} for {schema.__qualname__}; valid parameters: {valid}"
-            ) from None
-        raise ConfigError(
-            f"bad value for parameter {key!r} of {schema.__qualname__}: "
-            f"{str(exc).splitlines()[0]} (valid parameters: {valid})"
-        ) from None
 
 
 def load_config(

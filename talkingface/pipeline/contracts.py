@@ -42,6 +42,29 @@ openings and blinks, -1..1 for gaze (right/up positive) and signed shape changes
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "surprised", "angry")
 
+VISEMES: tuple[str, ...] = (
+    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
+)  # fmt: skip
+"""The viseme classes of ``"visemes"`` features (the Oculus/MPEG-4 set: silence, p/b/m, f/v,
+th, t/d, k/g, ch/j/sh, s/z, n/l, r, then the vowels aa, e, i, o, u)."""
+VISEME_FEATURES: tuple[str, ...] = (*VISEMES, "level")
+"""Columns of ``AudioFeatures`` of kind ``"visemes"``: the 15 viseme posteriors (summing to 1),
+then the 0..1 speech level. Encoders that produce this kind use this layout; motion generators
+that accept it read columns by these names."""
+ENERGY_FEATURES: tuple[str, ...] = (
+    "loudness_db", "level", "onset", "centroid_khz", "low_high_db", "zcr", "voicing",
+)  # fmt: skip
+"""Columns of ``AudioFeatures`` of kind ``"energy"``: loudness (dBFS), 0..1 level, onset
+strength, spectral centroid (kHz), low/high band balance (dB), zero-crossing rate, voicing."""
+
+STAGE_KINDS: dict[str, str] = {
+    "audio": "audio encoder",
+    "motion": "motion generator",
+    "render": "renderer",
+}
+"""The three stage kinds, in pipeline order, with what each is called in messages. Config keys
+(``audio=``, ``motion=``, ``render=``), registry sections and stage bases all use these keys."""
+
 
 def num_frames_for(num_samples: int, sample_rate: int, fps: float) -> int:
     """Number of video frames that cover ``num_samples`` of audio: ceil(duration * fps)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from talkingface.pipeline.contracts import STAGE_KINDS
 from talkingface.pipeline.hookspecs import hookimpl
 
 
@@ -161,7 +162,7 @@ class Profile:
 
     def chrome_trace(self) -> dict[str, Any]:
         """Chrome trace-event format: one track per stage kind."""
-        tids = {"audio": 1, "motion": 2, "render": 3, "sink": 4}
+        tids = {kind: i for i, kind in enumerate((*STAGE_KINDS, "sink"), start=1)}
         events = []
         for kind, tid in tids.items():
             events.append({"ph": "M", "name": "thread_name", "pid": os.getpid(), "tid": tid,

@@ -7,6 +7,7 @@ built-ins still load).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 import pluggy
 
 from talkingface.pipeline import hookspecs
+from talkingface.pipeline.contracts import STAGE_KINDS
 from talkingface.pipeline.errors import ConfigError, PluginError
 from talkingface.pipeline.stages import STAGE_BASES, Stage
 
@@ -31,12 +33,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "talkingface.plugins.presets",
 )
 
-KIND_HOOKS = {
-    "audio": "register_audio_encoders",
-    "motion": "register_motion_generators",
-    "render": "register_renderers",
+KIND_HOOKS: dict[str, str] = {
+    kind: f"register_{title.replace(' ', '_')}s" for kind, title in STAGE_KINDS.items()
 }
-KIND_TITLES = {"audio": "audio encoder", "motion": "motion generator", "render": "renderer"}
+"""The registration hook of each stage kind (``register_audio_encoders``, ...)."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ class Registry:
     """Everything the plugins registered: stages by kind and name, presets by name."""
 
     stages: dict[str, dict[str, StageEntry]] = field(
-        default_factory=lambda: {kind: {} for kind in KIND_HOOKS}
+        default_factory=lambda: {kind: {} for kind in STAGE_KINDS}
     )
     aliases: dict[str, dict[str, str]] = field(
-        default_factory=lambda: {kind: {} for kind in KIND_HOOKS}
+        default_factory=lambda: {kind: {} for kind in STAGE_KINDS}
     )
     presets: dict[str, PresetEntry] = field(default_factory=dict)
 
@@ -77,12 +77,14 @@ class Registry:
     def get(self, kind: str, name: str) -> StageEntry:
         """The entry registered as ``name`` (or an alias of it); ConfigError lists the choices."""
         if kind not in self.stages:
-            raise ConfigError(f"unknown stage kind {kind!r}; choose one of {', '.join(KIND_HOOKS)}")
+            raise ConfigError(
+                f"unknown stage kind {kind!r}; choose one of {', '.join(STAGE_KINDS)}"
+            )
         real = self.aliases[kind].get(name, name)
         if real not in self.stages[kind]:
             choices = ", ".join(self.names(kind)) or "(none registered)"
             raise ConfigError(
-                f"unknown {KIND_TITLES[kind]} {name!r}; choose one of: {choices} "
+                f"unknown {STAGE_KINDS[kind]} {name!r}; choose one of: {choices} "
                 f"(see `talkingface plugins`)"
             )
         return self.stages[kind][real]
@@ -168,8 +170,16 @@ def _stage_registrar(reg: Registry, kind: str, origin: str):
     def register(cls: type[Stage], name: str | None = None, aliases: tuple[str, ...] = ()) -> None:
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise PluginError(
-                f"{origin}: {cls!r} registered as a {KIND_TITLES[kind]} is not a subclass of "
+                f"{origin}: {cls!r} registered as a {STAGE_KINDS[kind]} is not a subclass of "
                 f"{base.__name__}"
+            )
+        fields = {f.name for f in dataclasses.fields(cls.Config)} if dataclasses.is_dataclass(
+            cls.Config) else set()
+        unknown = [n for n in cls.inputs if n not in fields]
+        if unknown:
+            raise PluginError(
+                f"{origin}: {cls.__name__} declares inputs {unknown} that are not fields of its "
+                "Config; each input is set through the Config field of its name"
             )
         name = name or cls.name
         if not name:
@@ -179,7 +189,7 @@ def _stage_registrar(reg: Registry, kind: str, origin: str):
         )
         if taken is not None:
             raise PluginError(
-                f"duplicate {KIND_TITLES[kind]} name {name!r}: registered by {taken.origin} and "
+                f"duplicate {STAGE_KINDS[kind]} name {name!r}: registered by {taken.origin} and "
                 f"again by {origin}; rename one of them"
             )
         if cls.name != name:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 
 from talkingface.pipeline.contracts import (
+    STAGE_KINDS,
     Audio,
     AudioFeatures,
     Controls,
@@ -28,6 +29,7 @@ from talkingface.pipeline.contracts import (
     num_frames_for,
 )
 from talkingface.pipeline.errors import ContractError, InputError
+from talkingface.pipeline.params import to_dataclass
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -63,14 +65,19 @@ class Stage(ABC):  # noqa: B024 - abstract by role; the kinds below add abstract
     name: ClassVar[str] = ""
     """Registered name; set by the plugin manager from the ``register`` call."""
     Config: ClassVar[type] = NoConfig
+    inputs: ClassVar[dict[str, str]] = {}
+    """Per-run inputs the stage takes besides the audio (name -> what it is), e.g. a transcript.
+    Each name is a field of ``Config``; ``Pipeline.from_config(..., inputs={name: value})`` (the
+    CLI's ``--text`` is ``inputs={"text": ...}``) sets it on every chosen stage that declares it."""
+    kernel_backend: str | None = None
+    """The kernel backend (``talkingface.kernels``) the stage's last call ran on, if it uses
+    one; the profiler shows it per stage."""
 
     def __init__(self, config: Any = None, *, device: str | torch.device = "cpu") -> None:
         if config is None:
             config = self.Config()
         elif is_dataclass(self.Config) and not isinstance(config, self.Config):
             # An omegaconf DictConfig (or a mapping) built from this stage's Config.
-            from talkingface.pipeline.config import to_dataclass
-
             config = to_dataclass(self.Config, config)
         self.config = config
         self.device = torch.device(device)
@@ -105,7 +112,7 @@ class Stage(ABC):  # noqa: B024 - abstract by role; the kinds below add abstract
 
     def declarations(self) -> dict[str, Any]:
         """What this stage declares to the graph (shown by ``talkingface plugins``)."""
-        return {}
+        return {"inputs": list(self.inputs)} if self.inputs else {}
 
     def __repr__(self) -> str:
         return f"<{self.kind} stage {self.name or type(self).__name__}>"
@@ -197,7 +204,7 @@ class AudioEncoder(Stage):
         return WindowedAudioStream(self, fps)
 
     def declarations(self) -> dict[str, Any]:
-        return {
+        return super().declarations() | {
             "produces": self.feature_kind,
             "sample_rate": self.sample_rate,
             "lookahead_s": self.lookahead_s,
@@ -285,7 +292,7 @@ class MotionGenerator(Stage):
         return BufferedStream(lambda feats: self.generate(feats, controls), AudioFeatures.concat)
 
     def declarations(self) -> dict[str, Any]:
-        return {
+        return super().declarations() | {
             "accepts": list(self.accepts),
             "provides": list(self.provides),
             "space": self.space,
@@ -329,7 +336,7 @@ class Renderer(Stage):
         return PerChunkStream(lambda motion: self.render(prepared, motion))
 
     def declarations(self) -> dict[str, Any]:
-        return {
+        return super().declarations() | {
             "requires": list(self.requires),
             "uses": list(self.uses),
             "spaces": list(self.spaces),
@@ -372,7 +379,7 @@ class PerChunkStream(StreamProcessor[In, Out]):
 
 
 STAGE_BASES: dict[str, type[Stage]] = {
-    "audio": AudioEncoder,
-    "motion": MotionGenerator,
-    "render": Renderer,
+    base.kind: base for base in (AudioEncoder, MotionGenerator, Renderer)
 }
+"""The base class of each of ``STAGE_KINDS``."""
+assert tuple(STAGE_BASES) == tuple(STAGE_KINDS), "stage bases out of step with STAGE_KINDS"

@@ -6,13 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from talkingface.pipeline.contracts import Audio, AudioFeatures
+from talkingface.pipeline.contracts import ENERGY_FEATURES, Audio, AudioFeatures
 from talkingface.pipeline.stages import AudioEncoder
 from talkingface.plugins.audio import mel
 
-ENERGY_NAMES: tuple[str, ...] = (
-    "loudness_db", "level", "onset", "centroid_khz", "low_high_db", "zcr", "voicing",
-)
 _VOICING_WIDTH = 640
 """Samples per voicing frame (40 ms): two periods of a 50 Hz voice."""
 _ONSET_FRAMES = 10
@@ -52,7 +49,7 @@ class EnergyEncoder(AudioEncoder):
 
     name = "energy"
     feature_kind = "energy"
-    feature_names = ENERGY_NAMES
+    feature_names = ENERGY_FEATURES
     sample_rate = mel.SAMPLE_RATE
     context_s = (_ONSET_FRAMES * mel.HOP + _VOICING_WIDTH // 2) / mel.SAMPLE_RATE
     lookahead_s = (_VOICING_WIDTH // 2) / mel.SAMPLE_RATE
@@ -66,8 +63,8 @@ class EnergyEncoder(AudioEncoder):
         first, stop = frames if frames is not None else self.frame_range(audio, fps)
         k0, k1 = mel.analysis_range(first, stop, fps)
         if stop <= first:
-            return AudioFeatures(torch.zeros(0, len(ENERGY_NAMES)), fps, self.feature_kind,
-                                 ENERGY_NAMES, first)
+            return AudioFeatures(torch.zeros(0, len(ENERGY_FEATURES)), fps, self.feature_kind,
+                                 ENERGY_FEATURES, first)
         # Loudness reaches _ONSET_FRAMES back so every onset has its reference.
         wide = mel.frames_at(samples, audio.offset, k0 - _ONSET_FRAMES, k1, _VOICING_WIDTH)
         short = wide[:, (_VOICING_WIDTH - mel.WIN) // 2:(_VOICING_WIDTH + mel.WIN) // 2]
@@ -91,7 +88,7 @@ class EnergyEncoder(AudioEncoder):
             [loudness, level, onset, centroid, low_high, zcr, voicing], dim=1
         )
         values = mel.pool_to_video(columns, k0, first, stop, fps)
-        return AudioFeatures(values, fps, self.feature_kind, ENERGY_NAMES, first)
+        return AudioFeatures(values, fps, self.feature_kind, ENERGY_FEATURES, first)
 
 
 def _voicing(frames: torch.Tensor) -> torch.Tensor:

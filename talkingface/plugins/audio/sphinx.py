@@ -29,11 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from talkingface.pipeline.contracts import Audio, AudioFeatures, num_frames_for
+from talkingface.pipeline.contracts import (
+    VISEME_FEATURES,
+    VISEMES,
+    Audio,
+    AudioFeatures,
+    num_frames_for,
+)
 from talkingface.pipeline.errors import ConfigError, ContractError, InputError
 from talkingface.pipeline.stages import AudioEncoder, StreamProcessor
 from talkingface.plugins.audio import mel
-from talkingface.plugins.audio.visemes import VISEME_FEATURES, VISEMES
 
 ARPABET_VISEMES: dict[str, str] = {
     "P": "PP", "B": "PP", "M": "PP",
@@ -95,6 +100,7 @@ class SphinxEncoder(AudioEncoder):
     lookahead_s = SphinxConfig.max_segment_s + mel.WIN / mel.SAMPLE_RATE
     max_fps = mel.MAX_FPS
     Config = SphinxConfig
+    inputs = {"text": "the transcript (English words): phones are aligned to it, not recognised"}
 
     def __init__(self, config=None, *, device="cpu") -> None:
         super().__init__(config, device=device)

@@ -29,16 +29,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from talkingface.pipeline.contracts import Audio, AudioFeatures
+from talkingface.pipeline.contracts import VISEME_FEATURES, VISEMES, Audio, AudioFeatures
 from talkingface.pipeline.errors import InputError
 from talkingface.pipeline.stages import AudioEncoder
 from talkingface.plugins.audio import mel
 
-VISEMES: tuple[str, ...] = (
-    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
-)
-VISEME_FEATURES: tuple[str, ...] = (*VISEMES, "level")
-"""Columns of the encoder's output: the 15 posteriors, then the 0..1 speech level."""
 N_MELS = 40
 CONTEXT_FRAMES = 28
 """Past analysis frames (10 ms each) the network sees."""

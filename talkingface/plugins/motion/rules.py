@@ -14,35 +14,41 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from talkingface.pipeline.contracts import AudioFeatures, Controls, Motion
+from talkingface.pipeline.contracts import (
+    EXPRESSION_NAMES,
+    VISEMES,
+    AudioFeatures,
+    Controls,
+    Motion,
+)
 from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.pipeline.stages import MotionGenerator, StreamProcessor
 
-OUTPUT_NAMES: tuple[str, ...] = (
-    "jaw_open", "mouth_wide", "mouth_round", "lip_press", "smile", "frown",
-    "blink_l", "blink_r", "brow_up", "brow_down", "gaze_x", "gaze_y",
+OUTPUT_NAMES: tuple[str, ...] = tuple(
+    name for name in EXPRESSION_NAMES if name not in ("cheek_puff", "tongue")
 )
 _COL = {name: i for i, name in enumerate(OUTPUT_NAMES)}
 
 # Mouth target of each viseme: (jaw_open, mouth_wide, mouth_round, lip_press).
-VISEME_SHAPES: dict[str, tuple[float, float, float, float]] = {
-    "sil": (0.0, 0.0, 0.0, 0.0),
-    "PP": (0.0, 0.0, 0.0, 1.0),
-    "FF": (0.08, 0.25, 0.0, 0.35),
-    "TH": (0.2, 0.25, 0.0, 0.0),
-    "DD": (0.22, 0.25, 0.0, 0.0),
-    "kk": (0.3, 0.15, 0.0, 0.0),
-    "CH": (0.18, 0.0, 0.6, 0.0),
-    "SS": (0.1, 0.45, 0.0, 0.0),
-    "nn": (0.2, 0.25, 0.0, 0.0),
-    "RR": (0.2, 0.0, 0.45, 0.0),
-    "aa": (0.85, 0.2, 0.0, 0.0),
-    "E": (0.5, 0.5, 0.0, 0.0),
-    "ih": (0.3, 0.7, 0.0, 0.0),
-    "oh": (0.55, 0.0, 0.7, 0.0),
-    "ou": (0.25, 0.0, 1.0, 0.0),
-}
+VISEME_SHAPES: dict[str, tuple[float, float, float, float]] = dict(zip(VISEMES, (
+    (0.0, 0.0, 0.0, 0.0),  # sil
+    (0.0, 0.0, 0.0, 1.0),  # PP
+    (0.08, 0.25, 0.0, 0.35),  # FF
+    (0.2, 0.25, 0.0, 0.0),  # TH
+    (0.22, 0.25, 0.0, 0.0),  # DD
+    (0.3, 0.15, 0.0, 0.0),  # kk
+    (0.18, 0.0, 0.6, 0.0),  # CH
+    (0.1, 0.45, 0.0, 0.0),  # SS
+    (0.2, 0.25, 0.0, 0.0),  # nn
+    (0.2, 0.0, 0.45, 0.0),  # RR
+    (0.85, 0.2, 0.0, 0.0),  # aa
+    (0.5, 0.5, 0.0, 0.0),  # E
+    (0.3, 0.7, 0.0, 0.0),  # ih
+    (0.55, 0.0, 0.7, 0.0),  # oh
+    (0.25, 0.0, 1.0, 0.0),  # ou
+), strict=True))  # fmt: skip
 _ENERGY_COLUMNS = ("level", "voicing", "centroid_khz", "low_high_db")
+"""The ``ENERGY_FEATURES`` columns the rules read."""
 _PRESS_FROM, _PRESS_FULL = 0.3, 0.7
 """PP posterior where the lips start to press and where they press fully."""
 _CLOSURE_BELOW = 0.8

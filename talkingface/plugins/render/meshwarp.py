@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from talkingface.kernels.image_warp import warp2d
+from talkingface.kernels import last_backend, warp2d
 from talkingface.pipeline.contracts import (
     EXPRESSION_NAMES,
     Frames,
@@ -262,6 +262,7 @@ class MeshWarpRenderer(Renderer):
                 style, moved[:, :n], moved[:, n:], pose[:, 5], tongue, rig.mouth_width, opening
             )
         frames = warp2d(image, flow, overlay, origin, backend=cfg.backend)
+        self.kernel_backend = last_backend("warp2d")
         for eye in range(len(rig.lids)):
             redraw_closing_eye_(frames, image, rig, eye, coeffs, pose, cfg.head_rotation_gain)
         return frames.cpu()

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from talkingface.pipeline.contracts import Audio
+from talkingface.pipeline.contracts import ENERGY_FEATURES, Audio
 from talkingface.pipeline.errors import ContractError
-from talkingface.plugins.audio.energy import ENERGY_NAMES, EnergyEncoder
+from talkingface.plugins.audio.energy import EnergyEncoder
 from talkingface.testing import AudioEncoderConformance, run_stream, synthetic_speech
 
 SR = 16000
@@ -21,7 +21,7 @@ def tone(seconds: float, freq: float, amplitude: float = 0.5) -> torch.Tensor:
 
 
 def column(feats, name: str) -> torch.Tensor:
-    return feats.values[:, ENERGY_NAMES.index(name)]
+    return feats.values[:, ENERGY_FEATURES.index(name)]
 
 
 class TestEnergyConformance(AudioEncoderConformance):

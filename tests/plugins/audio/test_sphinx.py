@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from talkingface.pipeline.contracts import Audio, AudioFeatures
+from talkingface.pipeline.contracts import VISEME_FEATURES, VISEMES, Audio, AudioFeatures
 from talkingface.pipeline.errors import ConfigError, InputError
 from talkingface.plugins.audio import mel
 from talkingface.plugins.audio.sphinx import (
@@ -18,7 +18,6 @@ from talkingface.plugins.audio.sphinx import (
     SphinxConfig,
     SphinxEncoder,
 )
-from talkingface.plugins.audio.visemes import VISEME_FEATURES, VISEMES
 from talkingface.testing import AudioEncoderConformance, chunked, run_stream, synthetic_speech
 
 pytest.importorskip("pocketsphinx")

@@ -6,14 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from talkingface.pipeline.contracts import Audio
+from talkingface.pipeline.contracts import VISEME_FEATURES, VISEMES, Audio
 from talkingface.pipeline.errors import ContractError, InputError
 from talkingface.plugins.audio.visemes import (
     CONTEXT_FRAMES,
     DEFAULT_WEIGHTS,
     LOOKAHEAD_FRAMES,
-    VISEME_FEATURES,
-    VISEMES,
     VisemeEncoder,
     VisemeNet,
 )

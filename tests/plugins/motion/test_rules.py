@@ -8,10 +8,15 @@ import math
 import pytest
 import torch
 
-from talkingface.pipeline.contracts import AudioFeatures, Controls
+from talkingface.pipeline.contracts import (
+    ENERGY_FEATURES,
+    VISEME_FEATURES,
+    VISEMES,
+    AudioFeatures,
+    Controls,
+)
 from talkingface.pipeline.errors import ConfigError, ContractError
-from talkingface.plugins.audio.energy import ENERGY_NAMES, EnergyEncoder
-from talkingface.plugins.audio.visemes import VISEME_FEATURES, VISEMES
+from talkingface.plugins.audio.energy import EnergyEncoder
 from talkingface.plugins.motion.rules import RulesConfig, RulesMotion
 from talkingface.testing import FPS, MotionGeneratorConformance, synthetic_speech
 
@@ -35,9 +40,9 @@ def viseme_features(sequence: list[tuple[str, int]], level: float = 0.8,
 
 
 def silent_energy(frames: int) -> AudioFeatures:
-    values = torch.zeros(frames, len(ENERGY_NAMES))
-    values[:, ENERGY_NAMES.index("loudness_db")] = -100.0
-    return AudioFeatures(values, FPS, "energy", ENERGY_NAMES)
+    values = torch.zeros(frames, len(ENERGY_FEATURES))
+    values[:, ENERGY_FEATURES.index("loudness_db")] = -100.0
+    return AudioFeatures(values, FPS, "energy", ENERGY_FEATURES)
 
 
 def babble(seconds: float) -> AudioFeatures:

@@ -14,15 +14,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from talkingface.pipeline.contracts import Audio, AudioFeatures
+from talkingface.pipeline.contracts import VISEME_FEATURES as FEATURES
+from talkingface.pipeline.contracts import VISEMES, Audio, AudioFeatures
 from talkingface.pipeline.stages import AudioEncoder
 
-VISEMES: tuple[str, ...] = (
-    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou",
-)
-"""The viseme classes (the set and order of talkingface's built-in ``visemes`` encoder)."""
-FEATURES: tuple[str, ...] = (*VISEMES, "level")
-"""Output columns, as the built-in ``visemes`` encoder's: 15 posteriors, then the speech level."""
 LEVEL_FLOOR_DB, LEVEL_RANGE_DB = -60.0, 45.0
 """The built-in encoders' fixed loudness-to-level mapping: -60 dB is level 0, -15 dB level 1."""
 
