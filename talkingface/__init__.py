@@ -1,8 +1,8 @@
 """talkingface: a modular pipeline framework for audio-driven talking faces."""
 
+from talkingface._version import __version__
 from talkingface.pipeline.hookspecs import hookimpl
 
-__version__ = "0.1.0"
 __all__ = ["Pipeline", "hookimpl", "__version__"]
 
 

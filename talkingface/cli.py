@@ -53,7 +53,7 @@ def _add_input_args(p: argparse.ArgumentParser, demo: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from talkingface import __version__
+    from talkingface._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="talkingface",

@@ -25,7 +25,7 @@ def container_tags(extra: dict[str, Any] | None = None) -> dict[str, str]:
     are not strings become JSON), then the provenance note, which no caller can overwrite:
     ``comment`` and ``generator`` always say the video is synthetic and what made it, and
     ``title`` does unless ``extra`` gives one."""
-    from talkingface import __version__
+    from talkingface._version import __version__
 
     tags = {"title": PROVENANCE}
     for key, value in (extra or {}).items():

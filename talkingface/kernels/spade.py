@@ -1,15 +1,11 @@
 """SPADE modulation of the renderer's decoder, fused: instance norm -> x * (1 + gamma) + beta ->
 leaky ReLU in one Triton kernel (5 memory passes where eager torch makes 13).
 
-Chosen by profiling (`benchmarks/kernels/profile_spade_decoder.py`: LivePortrait's SPADEDecoder,
-random weights, torch CPU, 1 thread):
-2026-11-21, AMD EPYC (shared 2-core VM), 256x32x32 feature -> 256x256 frame, 3.47 s/decode:
-norm+modulate+act 7.4 %, gamma/beta convs 58.5 %, resblock convs 31.0 %, other 3.1 %.
-On CPU the convolutions dominate, so the CPU path stays torch. On GPU the convs run on tensor
-cores while these ops are bandwidth-bound: at 64x64 -> 512x512 the decoder does 446 GMAC of conv
-and 18 SPADE calls over 84 M elements, which eager torch moves in 13 passes (2.2 GB in fp16) and
-this kernel in 5 (0.84 GB): about 0.5 ms saved per frame at 2.5 TB/s (an estimate; measure with
-`benchmarks/kernels/bench_spade.py` on a GPU).
+Why this op: on CPU the decoder's convolutions dominate, so the CPU path stays torch; on GPU the
+convolutions run on tensor cores while norm + modulate + activation are bandwidth-bound (18
+SPADE calls at 64x64 -> 512x512), and fusing them cuts 13 memory passes to 5. The profile and
+the estimate are in `benchmarks/README.md` (`benchmarks/kernels/profile_spade_decoder.py`,
+`benchmarks/kernels/bench_spade.py`).
 
 Contents, Liger-style: `spade_modulate_reference` (the spec, the CPU path and the test oracle),
 `_spade_modulate_kernel`, its launcher `spade_modulate_triton` and `spade_modulate`.

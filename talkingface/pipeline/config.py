@@ -65,7 +65,9 @@ class ControlsConfig:
 @dataclass
 class KernelsConfig:
     """Attributes:
-    backend: ``auto`` (Triton on CUDA when available, else torch), ``torch`` or ``triton``.
+    backend: ``auto`` (Triton on CUDA when available, else torch), ``torch`` or ``triton``;
+        the kernels' process-wide default, set for each run and restored after it (stages may
+        still choose their own, e.g. ``render.params.backend``).
     """
 
     backend: str = "auto"
@@ -75,8 +77,8 @@ class KernelsConfig:
 class StreamConfig:
     """Attributes:
     chunk_s: seconds of audio per streaming chunk after the first frame. Smaller chunks
-        deliver frames more evenly but cost more per second of audio (default pipeline,
-        2 cores: real-time factor 0.22 at 0.2 s, 0.25 at 0.1 s, 0.37 at 0.04 s). The audio
+        deliver frames more evenly but cost more per second of audio (measured costs:
+        ``benchmarks/README.md``). The audio
         before the first frame is cut where that frame becomes computable whatever
         ``chunk_s`` is, so it does not set the start latency.
     """
@@ -108,10 +110,11 @@ class PipelineConfig:
         seed: seed for every random choice (controls.seed follows it).
         device: ``cpu`` or ``cuda[:N]``.
         chunk_frames: frames rendered per batch (bounded memory for any audio length).
-        threads: torch CPU threads (``torch.set_num_threads``), set when the pipeline is
-            built; it is process-wide, so it holds for every run in the process. 0 leaves
-            torch's default (one per core). On a machine whose cores are busy with other work,
-            fewer threads than cores can be faster (1 on a loaded 2-core machine).
+        threads: torch CPU threads (``torch.set_num_threads``) while this pipeline runs.
+            The setting is process-wide, so each run sets it and restores the previous count
+            when it ends (``talkingface.api.process_settings``). 0 leaves torch's choice (one
+            per core). On a machine whose cores are busy with other work, fewer threads than
+            cores can be faster.
         allow_silent: accept silent audio (renders a still face) instead of refusing it.
         audio: the audio encoder. motion: the motion generator. render: the renderer.
         controls: user controls. kernels: kernel backend. stream: streaming. output: writer.

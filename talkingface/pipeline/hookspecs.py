@@ -25,8 +25,8 @@ def register_audio_encoders(register) -> None:
     :param register: call ``register(cls, name=None, aliases=())`` once per encoder class;
         ``name`` defaults to ``cls.name``. A name already taken raises ``PluginError``.
 
-    Called once, when the plugin manager is first built (or rebuilt by ``reset_registry()``),
-    for every registered plugin, built-in ones included.
+    Called once, when the plugin manager is first built (again after
+    ``reset_plugin_manager()``), for every registered plugin, built-in ones included.
 
     Example::
 

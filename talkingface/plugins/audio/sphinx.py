@@ -17,7 +17,7 @@ utterance aligned to that transcript. Use ``visemes`` where start latency matter
 
 Other languages and singing are recognised as the English words that sound closest: the
 phones still fall on the syllables, so the mouth moves with the voice, but shapes are
-approximate. Decoding costs about 0.2-0.5 s per second of speech on one core of a 2-core CPU.
+approximate. Decoding is slower than the ``visemes`` network (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -102,15 +102,12 @@ class RulesConfig:
             (coarticulation); each one adds a frame of streaming latency.
         jaw_loudness: with ``visemes`` features, how much the jaw follows loudness (relative
             to its recent peak, scaled by the sound's openness) rather than the recognised
-            sound's openness alone (1: loudness only, 0: openness only). 0.5 gave real-video
-            mouth-opening correlation 0.26 against 0.22 at 1 with the ``visemes`` encoder; the
-            ``sphinx`` preset's exact phones do best lower (0.2).
+            sound's openness alone (1: loudness only, 0: openness only). The ``sphinx``
+            preset's exact phones do best lower (0.2); measurements in ``benchmarks/README.md``.
         trust_closures: press the lips on every confident p/b/m call, loud or not. Off, a call
             on a sound near the recent loudness peak is taken for a misheard vowel and only
-            relaxes the lips. On (the default) measured better with both phonetic encoders:
-            on the real videos' speech the ``visemes`` lips closed on 29 % of the p/b/m
-            instead of 4 %, on espeak-ng speech on 89 % instead of 73 %, and mouth-opening
-            correlation rose from 0.26 to 0.32 (``benchmarks/lipsync.py``).
+            relaxes the lips. On (the default) measured better with both phonetic encoders
+            (``benchmarks/lipsync.py``; figures in ``benchmarks/README.md``).
     """
 
     mouth_gain: float = 1.0
