@@ -37,6 +37,39 @@ def warp3d_reference(
 
 
 @triton.jit
+def _sample_points(
+    grid_ptr, b, p, valid, Ho, Wo, gs_b, gs_d, gs_h, gs_w, gs_k, D, H, W,
+    ALIGN_CORNERS: tl.constexpr,
+):
+    """Output points ``p`` of batch item ``b``: their (od, oh, ow) indices and the volume
+    coordinates (ix, iy, iz) their grid entries point at, unnormalised exactly as ATen's
+    grid_sampler_unnormalize does (before any border clamping)."""
+    ow = p % Wo
+    oh = (p // Wo) % Ho
+    od = p // (Wo * Ho)
+    g = grid_ptr + b * gs_b + od * gs_d + oh * gs_h + ow * gs_w
+    gx = tl.load(g, mask=valid, other=0.0).to(tl.float32)
+    gy = tl.load(g + gs_k, mask=valid, other=0.0).to(tl.float32)
+    gz = tl.load(g + 2 * gs_k, mask=valid, other=0.0).to(tl.float32)
+    if ALIGN_CORNERS:
+        ix = (gx + 1) * 0.5 * (W - 1)
+        iy = (gy + 1) * 0.5 * (H - 1)
+        iz = (gz + 1) * 0.5 * (D - 1)
+    else:
+        ix = ((gx + 1) * W - 1) * 0.5
+        iy = ((gy + 1) * H - 1) * 0.5
+        iz = ((gz + 1) * D - 1) * 0.5
+    return od, oh, ow, ix, iy, iz
+
+
+@triton.jit
+def _floor_frac(coord):
+    """``(floor as int32, fraction)`` of a sampling coordinate: the near corner and its weight."""
+    floor = tl.floor(coord)
+    return floor.to(tl.int32), coord - floor
+
+
+@triton.jit
 def _warp3d_forward_kernel(
     vol_ptr,
     grid_ptr,
@@ -68,35 +101,16 @@ def _warp3d_forward_kernel(
     n_out = Do * Ho * Wo
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     valid = p < n_out
-    ow = p % Wo
-    oh = (p // Wo) % Ho
-    od = p // (Wo * Ho)
-    g = grid_ptr + b * gs_b + od * gs_d + oh * gs_h + ow * gs_w
-    gx = tl.load(g, mask=valid, other=0.0).to(tl.float32)
-    gy = tl.load(g + gs_k, mask=valid, other=0.0).to(tl.float32)
-    gz = tl.load(g + 2 * gs_k, mask=valid, other=0.0).to(tl.float32)
-    # Unnormalise exactly as ATen's grid_sampler_unnormalize does.
-    if ALIGN_CORNERS:
-        ix = (gx + 1) * 0.5 * (W - 1)
-        iy = (gy + 1) * 0.5 * (H - 1)
-        iz = (gz + 1) * 0.5 * (D - 1)
-    else:
-        ix = ((gx + 1) * W - 1) * 0.5
-        iy = ((gy + 1) * H - 1) * 0.5
-        iz = ((gz + 1) * D - 1) * 0.5
+    od, oh, ow, ix, iy, iz = _sample_points(
+        grid_ptr, b, p, valid, Ho, Wo, gs_b, gs_d, gs_h, gs_w, gs_k, D, H, W, ALIGN_CORNERS
+    )
     if BORDER:
         ix = tl.minimum(tl.maximum(ix, 0.0), W - 1.0)
         iy = tl.minimum(tl.maximum(iy, 0.0), H - 1.0)
         iz = tl.minimum(tl.maximum(iz, 0.0), D - 1.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    z0f = tl.floor(iz)
-    tx = ix - x0f
-    ty = iy - y0f
-    tz = iz - z0f
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    z0 = z0f.to(tl.int32)
+    x0, tx = _floor_frac(ix)
+    y0, ty = _floor_frac(iy)
+    z0, tz = _floor_frac(iz)
 
     vol = vol_ptr + b * vs_b
     out = out_ptr + b * C * n_out + p
@@ -179,26 +193,16 @@ def _warp3d_backward_kernel(
     n_out = Do * Ho * Wo
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     valid = p < n_out
-    ow = p % Wo
-    oh = (p // Wo) % Ho
-    od = p // (Wo * Ho)
-    g = grid_ptr + b * gs_b + od * gs_d + oh * gs_h + ow * gs_w
-    gx = tl.load(g, mask=valid, other=0.0).to(tl.float32)
-    gy = tl.load(g + gs_k, mask=valid, other=0.0).to(tl.float32)
-    gz = tl.load(g + 2 * gs_k, mask=valid, other=0.0).to(tl.float32)
+    od, oh, ow, ix, iy, iz = _sample_points(
+        grid_ptr, b, p, valid, Ho, Wo, gs_b, gs_d, gs_h, gs_w, gs_k, D, H, W, ALIGN_CORNERS
+    )
     # d(pixel coordinate)/d(grid): the unnormalise slope, zeroed where border clamping holds the
     # coordinate (ATen's clip_coordinates_set_grad: zero unless 0 < coordinate < size - 1).
     if ALIGN_CORNERS:
-        ix = (gx + 1) * 0.5 * (W - 1)
-        iy = (gy + 1) * 0.5 * (H - 1)
-        iz = (gz + 1) * 0.5 * (D - 1)
         sx = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * (W - 1)
         sy = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * (H - 1)
         sz = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * (D - 1)
     else:
-        ix = ((gx + 1) * W - 1) * 0.5
-        iy = ((gy + 1) * H - 1) * 0.5
-        iz = ((gz + 1) * D - 1) * 0.5
         sx = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * W
         sy = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * H
         sz = tl.zeros([BLOCK_P], dtype=tl.float32) + 0.5 * D
@@ -209,15 +213,9 @@ def _warp3d_backward_kernel(
         ix = tl.minimum(tl.maximum(ix, 0.0), W - 1.0)
         iy = tl.minimum(tl.maximum(iy, 0.0), H - 1.0)
         iz = tl.minimum(tl.maximum(iz, 0.0), D - 1.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    z0f = tl.floor(iz)
-    tx = ix - x0f
-    ty = iy - y0f
-    tz = iz - z0f
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    z0 = z0f.to(tl.int32)
+    x0, tx = _floor_frac(ix)
+    y0, ty = _floor_frac(iy)
+    z0, tz = _floor_frac(iz)
 
     vol = vol_ptr + b * vs_b
     grad_vol = grad_vol_ptr + b * gvs_b
