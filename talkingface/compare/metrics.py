@@ -485,7 +485,7 @@ def speed_summary(profile) -> dict[str, float]:
     highest of the stages: process RSS on CPU, allocator peak on GPU; **lower is better**).
     Stages are keyed by kind, not name, so variants that swap a stage stay comparable.
     """
-    rows = profile.rows() if callable(getattr(profile, "rows", None)) else profile.rows
+    rows = profile.rows()
     out: dict[str, float] = {}
     peak = math.nan
     for row in rows or []:
@@ -502,11 +502,11 @@ def speed_summary(profile) -> dict[str, float]:
         mem = row.get("peak_mem_mb")
         if mem is not None and math.isfinite(float(mem)):
             peak = float(mem) if not math.isfinite(peak) else max(peak, float(mem))
-    frames, wall_s = getattr(profile, "frames", 0), getattr(profile, "wall_s", 0.0)
+    frames, wall_s = profile.frames, profile.wall_s
     out["fps"] = frames / wall_s if frames and wall_s else math.nan
-    rtf = getattr(profile, "real_time_factor", None)
+    rtf = profile.real_time_factor
     out["real_time_factor"] = float(rtf) if rtf is not None else math.nan
-    lat = getattr(profile, "start_latency_ms", None)
+    lat = profile.start_latency_ms
     out["start_latency_ms"] = float(lat) if lat is not None else math.nan
     out["peak_mem_mb"] = peak
     return out

@@ -673,7 +673,7 @@ def measure_start_latency(pipe, portrait, audio, seconds: float = 1.0) -> float:
     clip = audio.slice(0, int(seconds * audio.sample_rate))
     for _ in pipe.stream(portrait, clip):
         pass
-    lat = getattr(pipe.last_profile, "start_latency_ms", None)
+    lat = pipe.last_profile.start_latency_ms
     return float(lat) if lat is not None else math.nan
 
 
@@ -880,7 +880,7 @@ class ComparisonRunner:
             rate, why = math.nan, "no phone timings for this input (add <clip>.phones.txt)"
         rows.append(("lipsync", "bilabial_closure", rate, "fraction", "higher", why))
 
-        portrait_pixels = _portrait_pixels(result, loaded.portrait)
+        portrait_pixels = _portrait_pixels(result)
         size = tuple(sink.kept[0].shape[:2])
         reference, face_box = _reference_image(result, portrait_pixels, size)
         if face_box is None:
@@ -923,25 +923,18 @@ _SPEED_UNITS = {
 def _processing_speed(speed: dict[str, float], profile) -> None:
     """fps and real-time factor of the stages alone: the profile's wall time includes our
     measuring sink, which is not part of the pipeline being compared."""
-    events = getattr(profile, "events", None)
-    frames, audio_s = getattr(profile, "frames", 0), getattr(profile, "audio_s", 0.0)
-    if events is None or not frames:
+    frames, audio_s = profile.frames, profile.audio_s
+    if not frames:
         return
-    wall_s = getattr(profile, "wall_s", 0.0) - sum(
-        e.wall_ms for e in events if e.kind == "sink"
-    ) / 1000.0
+    wall_s = profile.wall_s - sum(e.wall_ms for e in profile.events if e.kind == "sink") / 1000.0
     if wall_s > 0:
         speed["fps"] = frames / wall_s
         if audio_s:
             speed["real_time_factor"] = wall_s / audio_s
 
 
-def _portrait_pixels(result, portrait) -> torch.Tensor:
-    prepared = getattr(result, "prepared", None)
-    if prepared is not None and getattr(prepared, "portrait", None) is not None:
-        return prepared.portrait.pixels
-    pixels = getattr(portrait, "pixels", portrait)
-    return torch.as_tensor(np.asarray(pixels) if not isinstance(pixels, torch.Tensor) else pixels)
+def _portrait_pixels(result) -> torch.Tensor:
+    return result.prepared.portrait.pixels
 
 
 def _default_factory(source: str, overrides: list[str]):

@@ -68,6 +68,7 @@ class _SinkStage:
 
     kind = "sink"
     device = torch.device("cpu")
+    kernel_backend = None
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink

@@ -222,8 +222,8 @@ class Profiler:
         else:
             peak = _peak_rss_mb()
         frames = getattr(result, "num_frames", 0) if result is not None else 0
-        backend = getattr(stage, "kernel_backend", None)
+        backend = stage.kernel_backend
         self.record(StageEvent(stage.kind, stage.name or type(stage).__name__, method, start,
                                wall_ms, int(frames), gpu_ms, round(peak, 1),
-                               backend() if callable(backend) else backend))
+                               backend))
         return result

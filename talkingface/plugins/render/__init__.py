@@ -1,5 +1,5 @@
-"""Built-in renderers (``meshwarp``: the face-mesh warp, the default) and the face analysis
-they need."""
+"""Built-in renderers: ``meshwarp``, the face-mesh warp (the default; face analysis comes from
+``talkingface.face``)."""
 
 from __future__ import annotations
 

@@ -216,3 +216,16 @@ def test_streaming_chunk_of_other_size_matches_batch():
 def test_bad_config_is_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         MeshWarpRenderer(MeshWarpConfig(**{field: value}))
+
+
+def test_the_profile_shows_the_kernel_backend_it_ran(pm):
+    from talkingface.pipeline.graph import StageGraph
+    from talkingface.plugins.audio.energy import EnergyEncoder
+    from talkingface.plugins.motion.rules import RulesMotion
+    from talkingface.testing import synthetic_speech
+
+    graph = StageGraph(EnergyEncoder(), RulesMotion(), _stage(), plugin_manager=pm)
+    profile = graph.run(_prepared(), synthetic_speech(0.2)).profile
+    rows = {(r["kind"], r["method"]): r["backend"] for r in profile.rows()}
+    assert rows[("render", "render")] == "torch" and rows[("audio", "encode")] is None
+    assert "render [torch]" in profile.table()
