@@ -100,7 +100,7 @@ def paste_background_mask(prepared, size: int) -> torch.Tensor:
     crop where the head does not move them."""
     import cv2
 
-    paste = prepared.state["paste"]
+    paste = prepared.state["paste"].paste
     still = background_mask(prepared.state["rig"], size).numpy().astype(np.uint8)
     y0, y1, x0, x1 = paste.box
     height, width = paste.size
@@ -144,7 +144,7 @@ def parts(stage: MeshWarpRenderer, prepared, motion: Motion, repeats: int) -> di
         "warp2d": best_of(lambda: warp2d(image, flow, overlay, origin), repeats) / count,
         "eyes": best_of(eyes, repeats) / count,
         "paste": (
-            best_of(lambda: prepared.state["paste"].composite(frames), repeats) / count
+            best_of(lambda: prepared.state["paste"].paste.composite(frames), repeats) / count
             if "paste" in prepared.state
             else 0.0
         ),
@@ -197,8 +197,8 @@ def main() -> None:
         prepared = stage.prepare(Portrait(pixels, str(path)))
         prep_s = time.perf_counter() - start
         # What a still frame should reproduce: the aligned crop, or the portrait.
-        paste = prepared.state.get("paste")
-        crop = prepared.state["crop"].image if paste is None else torch.from_numpy(paste.background)
+        paste = prepared.state["paste"].paste if "paste" in prepared.state else None
+        crop = prepared.crop.image if paste is None else torch.from_numpy(paste.background)
         motion = talking_motion(args.frames)
         fps = args.frames / best_of(lambda m=motion, p=prepared: stage.render(p, m), args.repeats)
         split = parts(stage, prepared, motion.slice(0, args.chunk), args.repeats)
