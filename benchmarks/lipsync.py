@@ -65,9 +65,9 @@ def tts_inputs(portrait: Path | None):
     espeak-ng), each padded with 0.5 s of silence before and 0.6 s after."""
     import torch
 
+    from talkingface.assets import demo_portrait
     from talkingface.compare.metrics import Phone
     from talkingface.compare.runner import CompareInput, LoadedInput
-    from talkingface.assets import demo_portrait
     from talkingface.io import load_image
     from talkingface.pipeline.contracts import Audio
 
