@@ -260,12 +260,10 @@ class Pipeline:
 
     def stream_chunks(self, image: ImageLike, chunks) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive ``Audio`` pieces."""
-        from talkingface.io import load_audio
+        from talkingface.io import resample_chunks
 
-        rate = self.graph.audio.sample_rate
-        chunks = (c if c.sample_rate == rate else
-                  load_audio(c.samples, sample_rate=c.sample_rate, target_rate=rate)
-                  for c in chunks)
+        # One resampler for the whole stream: chunks of any size, the samples of a batch run.
+        chunks = resample_chunks(chunks, self.graph.audio.sample_rate)
         return self.graph.stream(as_portrait(image), chunks)
 
     def metadata(self) -> dict[str, str]:
