@@ -312,12 +312,10 @@ class Pipeline:
         any one rate (converted to the encoder's as a stream). ``output``: as in
         :meth:`stream`. The portrait is prepared here, so a bad one fails before anything is
         written."""
-        from talkingface.io import load_audio
+        from talkingface.io import resample_chunks
 
-        rate = self.graph.audio.sample_rate
-        chunks = (c if c.sample_rate == rate else
-                  load_audio(c.samples, sample_rate=c.sample_rate, target_rate=rate)
-                  for c in chunks)
+        # One resampler for the whole stream: chunks of any size, the samples of a batch run.
+        chunks = resample_chunks(chunks, self.graph.audio.sample_rate)
         prepared = self.prepare(image)
         writer = None
         if output is not None:

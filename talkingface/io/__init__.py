@@ -15,7 +15,7 @@ from talkingface.io.audio import (
 )
 from talkingface.io.images import MIN_IMAGE_SIDE, load_image
 from talkingface.io.provenance import PROVENANCE, container_tags, run_tags
-from talkingface.io.resample import resample
+from talkingface.io.resample import StreamResampler, resample, resample_chunks
 from talkingface.io.video import VideoClip, probe_media, read_video
 from talkingface.io.writers import X264_PRESETS, PNGWriter, VideoWriter, WriteResult
 
@@ -25,6 +25,7 @@ __all__ = [
     "PROVENANCE",
     "X264_PRESETS",
     "PNGWriter",
+    "StreamResampler",
     "VideoClip",
     "VideoWriter",
     "WriteResult",
@@ -36,6 +37,7 @@ __all__ = [
     "probe_media",
     "read_video",
     "resample",
+    "resample_chunks",
     "run_tags",
     "stream_audio_file",
 ]

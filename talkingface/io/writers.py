@@ -85,8 +85,10 @@ class VideoWriter:
             ``generator`` always carry the provenance note; ``title`` defaults to it.
         crf: x264 constant rate factor (18 = visually lossless, 23 = x264's default).
         preset: x264 speed preset (``ultrafast`` .. ``veryslow``).
-        fragmented: write a fragmented MP4 (``frag_keyframe+empty_moov+default_base_moof``,
-            a keyframe every second) that players can read while it is being written.
+        fragmented: write a fragmented MP4 (``frag_keyframe+empty_moov+delay_moov+
+            default_base_moof``, a keyframe every second) that players can read while it is
+            being written (from the end of the first fragment on); its tracks are timed as in
+            the plain MP4 (edit lists, so the AAC priming is skipped).
     """
 
     def __init__(
@@ -162,7 +164,12 @@ class VideoWriter:
             self.path, self._tmp, target = None, None, path
         movflags = "use_metadata_tags"  # without it MP4 drops every tag it has no atom for
         if fragmented:
-            movflags += "+frag_keyframe+empty_moov+default_base_moof"
+            # delay_moov: the header waits for the first fragment, so the muxer knows where
+            # each track starts and writes edit lists (as in a plain MP4) that skip the AAC
+            # encoder's priming and the video's B-frame delay. Without it, fragmented output
+            # shifts both tracks instead and plays the priming as sound: audio and video
+            # both start 0.08 s late and the audio track is 1024 samples too long.
+            movflags += "+frag_keyframe+empty_moov+delay_moov+default_base_moof"
         elif self._tmp is not None:
             movflags += "+faststart"  # moov first: browsers can start playing before the end
         try:

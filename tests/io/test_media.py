@@ -532,6 +532,51 @@ def test_video_writer_takes_the_sound_track_in_pieces(tmp_path):
     assert (result.frames, result.video_duration, result.audio_duration) == (26, 1.04, 0.4)
 
 
+def track_spans(path) -> dict[str, tuple[float, float]]:
+    """(start, end) in seconds of each track's presentation, from its packets."""
+    spans = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            packets = [p for p in container.demux(stream) if p.size]
+            container.seek(0)
+            start = min(p.pts for p in packets)
+            end = max(p.pts + p.duration for p in packets)
+            spans[stream.type] = (float(start * stream.time_base), float(end * stream.time_base))
+    return spans
+
+
+def decoded_audio(path) -> tuple[int, int]:
+    """(samples the AAC decoder gives after the edit list, pts of the first one)."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(audio=0))
+    return sum(f.samples for f in frames), frames[0].pts
+
+
+def test_fragmented_mp4_is_timed_as_the_plain_one(tmp_path):
+    # Fragmented output used to shift both tracks by the B-frame delay (0.08 s) and play the
+    # AAC priming (1024 samples) as sound: the audio track ran 0.08 s past the video.
+    audio = speech_audio(1.37)
+    with VideoWriter(tmp_path / "batch.mp4", 25, (64, 64), audio=audio) as writer:
+        writer.write(moving_frames(35))
+    with VideoWriter(tmp_path / "live.mp4", 25, (64, 64), audio_rate=16000,
+                     fragmented=True) as writer:
+        for i, piece in enumerate(audio.chunks(640)):
+            writer.write_audio(piece)
+            writer.write(moving_frames(35)[i : i + 1])
+    for name in ("batch.mp4", "live.mp4"):
+        spans = track_spans(tmp_path / name)
+        # The audio track (priming packet skipped by the edit list) is the audio given, and
+        # the video starts and ends with it (a plain MP4's last video packet keeps its full
+        # duration in the demuxer; the track's declared duration is the shortened one).
+        assert spans["audio"][1] == pytest.approx(1.37, abs=1 / 16000)
+        assert spans["video"][0] == 0.0
+        assert decoded_audio(tmp_path / name) == decoded_audio(tmp_path / "batch.mp4")
+        info = probe_media(tmp_path / name)
+        assert info["video"]["duration"] == pytest.approx(1.37, abs=1e-3)
+        # FFmpeg's demuxer counts the skipped priming packet in a fragmented track's duration.
+        assert 1.37 <= info["audio"]["duration"] <= 1.37 + 1024 / 16000 + 1e-6
+
+
 def test_video_writer_sound_track_in_pieces_errors(tmp_path):
     with pytest.raises(InputError, match="not both"):
         VideoWriter(tmp_path / "a.mp4", 25, (64, 64), audio=speech_audio(0.2), audio_rate=16000)
