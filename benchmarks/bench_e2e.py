@@ -45,7 +45,7 @@ def _child(args) -> None:
     out.update(prof.summary())
     out["stages"] = [{k: r[k] for k in ("kind", "stage", "method", "ms_per_frame", "fps")}
                      for r in prof.rows()]
-    out["threads"] = torch.get_num_threads()
+    out["threads"] = pipe.config.threads or torch.get_num_threads()  # runs restore the count
     print(json.dumps(out))
 
 

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from talkingface.pipeline.config import controls_from_config, load_config, stage_params, to_yaml
 from talkingface.pipeline.contracts import STAGE_KINDS, Audio, Frames, Portrait, PreparedPortrait
-from talkingface.pipeline.errors import InputError, TalkingFaceError
+from talkingface.pipeline.errors import ConfigError, InputError, TalkingFaceError
 from talkingface.pipeline.graph import DiscardSink, FrameCollector, RunResult, Sink, StageGraph
 from talkingface.pipeline.registry import PluginManager, get_plugin_manager
 
@@ -112,8 +112,8 @@ def process_settings(threads: int, kernel_backend: str) -> Iterator[None]:
     ``threads`` (torch's CPU thread count; 0 leaves it as it is) and ``kernel_backend`` (the
     default backend of :mod:`talkingface.kernels`) are global to the process, so a library user
     who builds a pipeline with ``threads=1`` must not find torch single-threaded afterwards.
-    Inside a streaming run they hold while the stages compute; code the caller runs between two
-    chunks runs under them too.
+    A streaming run applies them while the stages compute each chunk and restores the caller's
+    before handing the chunk out, so streams may interleave.
     """
     from talkingface import kernels
 
@@ -166,13 +166,19 @@ class Pipeline:
         Args:
             inputs: per-run inputs for the stages that declare them (``Stage.inputs``), by name,
                 e.g. ``{"text": "what is said"}`` for an encoder that aligns a transcript. Each
-                goes to the parameter of that name of every chosen stage that declares it; one
-                that no chosen stage takes is an :class:`InputError` naming the stages that do.
+                goes to the parameter of that name of every chosen stage that declares it,
+                replacing what the config or the overrides set there; one that no chosen stage
+                takes is an :class:`InputError` naming the stages that do (so is text with
+                ``${``, which the config would read as an interpolation).
         """
         pm = plugin_manager or get_plugin_manager()
         resolved = load_config(config, overrides, registry=pm.registry)
         if inputs:
-            resolved = load_config(_with_inputs(resolved, inputs, pm), registry=pm.registry)
+            try:
+                resolved = load_config(_with_inputs(resolved, inputs, pm), registry=pm.registry)
+            except ConfigError as exc:
+                raise InputError(f"bad value for the input(s) {', '.join(map(repr, inputs))}: "
+                                 f"{exc}") from None
         return cls(resolved, plugin_manager=pm)
 
     @property
@@ -257,11 +263,14 @@ class Pipeline:
         as the stages can emit them; ``last_profile`` has the start latency afterwards. A file
         is decoded as it streams, so memory does not grow with its length.
 
-        Bad audio and a bad portrait fail here, before anything is written. With ``output`` (an
-        .mp4 path, or a binary file object such as ``sys.stdout.buffer``), every chunk is also
-        written to a fragmented MP4, sound included, which players can read while it grows; the
-        file is finished when the iterator is exhausted (or closed early: then it ends where
-        the stream stopped), removed if the run fails, and the config is saved beside a path.
+        Bad audio fails here. With ``output`` (an .mp4 path, or a binary file object such as
+        ``sys.stdout.buffer``), a bad portrait fails here too, and every chunk is also written
+        to a fragmented MP4, sound included, which players can read while it grows. The file
+        is opened on the first ``next()``, finished when the iterator is exhausted or closed
+        early (then it ends where the frames stopped), removed if the run fails, and the config
+        is saved beside a path. A loop that may raise should close the iterator itself
+        (``with contextlib.closing(pipe.stream(...)) as frames:``): an iterator left to the
+        garbage collector is finished, not removed, whenever it is collected.
         """
         chunks = self.audio_chunks(audio, chunk_s)
         return self.stream_chunks(image, chunks, output=output)
@@ -310,46 +319,61 @@ class Pipeline:
     ) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive mono ``Audio`` pieces at
         any one rate (converted to the encoder's as a stream). ``output``: as in
-        :meth:`stream`. The portrait is prepared here, so a bad one fails before anything is
-        written."""
+        :meth:`stream`; then the portrait is prepared here, so a bad one fails before anything
+        is written (without ``output`` it is prepared by the run, and profiled with it)."""
         from talkingface.io import resample_chunks
 
         # One resampler for the whole stream: chunks of any size, the samples of a batch run.
         chunks = resample_chunks(chunks, self.graph.audio.sample_rate)
+        if output is None:
+            return self._streamed(as_portrait(image), chunks)
+        if isinstance(output, (str, Path)):
+            _check_output_path(Path(output))
         prepared = self.prepare(image)
-        writer = None
-        if output is not None:
-            writer = self._stream_writer(output, prepared.size)
-            chunks = _recorded(chunks, writer)
-        return self._streamed(prepared, chunks, writer, output)
+        return self._streamed_to_file(prepared, chunks, output)
 
-    def _streamed(self, prepared, chunks, writer, output) -> Iterator[Frames]:
+    def _streamed(self, portrait, chunks: Iterable[Audio]) -> Iterator[Frames]:
+        """The graph's stream, with the process-wide settings applied while the stages work
+        and the caller's own restored whenever a chunk is handed out (two streams may
+        interleave; the code between chunks is the caller's)."""
+        frames_iter = self.graph.stream(portrait, chunks)
         try:
-            with self._settings():
-                for frames in self.graph.stream(prepared, chunks):
-                    if writer is not None:
-                        writer.write(frames)
-                    yield frames
-        except GeneratorExit:  # the caller stopped early: the file ends where the stream did
-            if writer is not None:
-                writer.close()
-            raise
-        except BaseException as exc:
-            if writer is not None:
-                writer.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        if writer is not None:
-            writer.close()
-            if isinstance(output, (str, Path)) and self.config.output.save_config:
-                self.save_config(output)
+            while True:
+                with self._settings():
+                    frames = next(frames_iter, None)
+                if frames is None:
+                    return
+                yield frames
+        finally:
+            frames_iter.close()
 
-    def _stream_writer(self, output, size: tuple[int, int]):
+    def _streamed_to_file(self, prepared, chunks, output) -> Iterator[Frames]:
+        """:meth:`_streamed`, also written to a fragmented MP4. The file is opened on the first
+        ``next()`` (an iterator never started leaves nothing behind), finished when the stream
+        ends or the caller stops early (cut where the frames stop), removed on an error."""
         from talkingface.io import VideoWriter
 
         out_cfg = self.config.output
-        return VideoWriter(output, self.config.fps, size, audio_rate=self.graph.audio.sample_rate,
-                           metadata=self.metadata(), crf=out_cfg.crf, preset=out_cfg.preset,
-                           fragmented=True)
+        writer = VideoWriter(output, self.config.fps, prepared.size,
+                             audio_rate=self.graph.audio.sample_rate, metadata=self.metadata(),
+                             crf=out_cfg.crf, preset=out_cfg.preset, fragmented=True)
+        try:
+            for frames in self._streamed(prepared, _recorded(chunks, writer)):
+                writer.write(frames)
+                yield frames
+        except GeneratorExit:  # the caller stopped early: the file ends where the frames do
+            writer.trim_audio_to_video()
+            self._finish_stream_file(writer, output)
+            raise
+        except BaseException as exc:
+            writer.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._finish_stream_file(writer, output)
+
+    def _finish_stream_file(self, writer, output) -> None:
+        writer.close()
+        if isinstance(output, (str, Path)) and self.config.output.save_config:
+            self.save_config(output)
 
     def metadata(self) -> dict[str, str]:
         """The tags of this pipeline's outputs: which stages and config made them (the writer
@@ -372,10 +396,7 @@ class Pipeline:
         from talkingface.io import PNGWriter, VideoWriter
 
         path = Path(output)
-        if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise InputError(f"output must be an .mp4 file, got {path.name!r}")
-        if not path.parent.exists():
-            raise InputError(f"output folder does not exist: {path.parent}")
+        _check_output_path(path)
         out_cfg = self.config.output
 
         def open_video(frame_size: tuple[int, int]) -> VideoWriter:
@@ -384,6 +405,13 @@ class Pipeline:
 
         pngs = PNGWriter(out_cfg.frames_dir) if out_cfg.frames_dir else None
         return _FileSink(open_video, pngs, size)
+
+
+def _check_output_path(path: Path) -> None:
+    if path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+        raise InputError(f"output must be an .mp4 file, got {path.name!r}")
+    if not path.parent.exists():
+        raise InputError(f"output folder does not exist: {path.parent}")
 
 
 def _recorded(chunks: Iterable[Audio], writer) -> Iterator[Audio]:
@@ -435,6 +463,9 @@ def _with_inputs(config: DictConfig, inputs: Mapping[str, Any], pm: PluginManage
                   if name in registry.get(kind, config[kind].name).cls.inputs]
         if not takers:
             raise InputError(_no_taker_message(name, config, registry))
+        if isinstance(value, str) and "${" in value:
+            raise InputError(f"the input {name!r} contains '${{', which the config would read as "
+                             "an interpolation: leave it out of the text")
         for kind in takers:
             data[kind]["params"][name] = value
     return data

@@ -301,3 +301,62 @@ def test_describe_plugins_lists_every_stage_and_preset(pm):
     assert sphinx["declares"]["inputs"] == ["text"]
     text = format_plugins(data)
     assert "audio encoders (audio=NAME):" in text and "presets (--preset NAME):" in text
+
+
+def test_interleaved_streams_keep_their_own_settings(pm, torch_threads, image_array, speech):
+    from talkingface import kernels
+
+    spy = _SettingsSeen()
+    pm.register(spy, name="settings-spy")
+    try:
+        audio = (speech.samples.numpy(), 16000)
+        one = Pipeline.from_config("toy", ["threads=1"], plugin_manager=pm).stream(
+            image_array, audio, chunk_s=0.2)
+        other = Pipeline.from_config("toy", ["kernels.backend=torch"], plugin_manager=pm).stream(
+            image_array, audio, chunk_s=0.2)
+        next(one)
+        assert (torch.get_num_threads(), kernels.get_default_backend()) == (torch_threads, "auto")
+        next(other)
+        list(one)  # the first stream ends while the second is half way
+        assert (torch.get_num_threads(), kernels.get_default_backend()) == (torch_threads, "auto")
+        list(other)
+        assert (torch.get_num_threads(), kernels.get_default_backend()) == (torch_threads, "auto")
+        assert spy.seen <= {(1, "auto"), (torch_threads, "torch")}
+    finally:
+        pm.unregister(spy)
+
+
+def test_a_stream_to_a_file_writes_nothing_until_started(pipe, image_array, speech, tmp_path):
+    import gc
+
+    frames = pipe.stream(image_array, (speech.samples.numpy(), 16000), output=tmp_path / "a.mp4")
+    del frames
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stream_stopped_early_ends_where_its_frames_do(pipe, image_array, speech, tmp_path):
+    import warnings
+
+    from talkingface.io import probe_media
+
+    out = tmp_path / "early.mp4"
+    frames = pipe.stream(image_array, (speech.samples.numpy(), 16000), chunk_s=0.04, output=out)
+    shown = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "frames short of the audio" padding
+        for chunk in frames:
+            shown += chunk.num_frames
+            if shown >= 10:
+                break
+        frames.close()
+    info = probe_media(out)
+    assert info["video"]["frames"] == shown and 0 < shown < 50
+    assert info["video"]["duration"] == pytest.approx(shown / 25, abs=1e-3)
+
+
+def test_inputs_are_taken_literally_and_named_in_errors(pm):
+    with pytest.raises(InputError, match=r"the input 'text' contains '\$\{'"):
+        Pipeline.from_config("sphinx", inputs={"text": "costs ${seed} dollars"})
+    with pytest.raises(InputError, match="bad value for the input.*'text'"):
+        Pipeline.from_config("sphinx", inputs={"text": ["a", "list"]})

@@ -17,17 +17,36 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+# What the root package's names are: ``from talkingface import X`` imports these modules.
+ROOT_NAMES = {"Pipeline": "talkingface.api", "hookimpl": "talkingface.pipeline.hookspecs",
+              "__version__": "talkingface._version"}
+
+
 def _imports(path: Path) -> set[str]:
-    """Every ``talkingface...`` module ``path`` imports (``from a import b`` gives ``a.b`` when
-    ``a.b`` is a module, else ``a``)."""
+    """Every ``talkingface...`` module ``path`` imports, relative imports resolved (``from a
+    import b`` gives ``a.b`` when ``a.b`` is a module, else ``a``; a name of the root package
+    gives the module that defines it)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("talkingface")}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("talkingface"):
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            if not base.startswith("talkingface"):
+                continue
             for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in MODULES else node.module)
+                sub = f"{base}.{alias.name}"
+                if sub in MODULES:
+                    found.add(sub)
+                elif base == "talkingface":
+                    found.add(ROOT_NAMES.get(alias.name, base))
+                else:
+                    found.add(base)
     return found
 
 
@@ -71,6 +90,21 @@ def test_the_cli_imports_the_api_and_the_assets_only():
     assert {_layer(i) for i in IMPORTS["talkingface.cli"]} <= {"api", "assets", "compare", "root"}
     assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "compare"} == {
         "talkingface.compare.cli"}  # the `compare` subcommand's own arguments
+
+
+def test_relative_and_root_imports_are_seen(tmp_path):
+    path = PACKAGE / "pipeline" / "graph.py"
+    copy = tmp_path / "graph.py"
+    copy.write_text("from ..api import Pipeline\nfrom talkingface import Pipeline as P\n"
+                    "from .contracts import Audio\n")
+    import tests.test_layers as layers
+
+    original = layers._module_name
+    layers._module_name = lambda p: original(path) if p == copy else original(p)
+    try:
+        assert layers._imports(copy) == {"talkingface.api", "talkingface.pipeline.contracts"}
+    finally:
+        layers._module_name = original
 
 
 def test_no_import_cycles():

@@ -39,7 +39,8 @@ X264_PRESETS = (
 # Sample rates the AAC encoder accepts as they are; anything else is encoded at 48 kHz.
 _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
-# What decoding errors look like: FFmpeg errors and decoders that choke on a truncated stream.
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What :meth:`VideoWriter.close` wrote.
@@ -268,6 +269,25 @@ class VideoWriter:
         if data.ndim != 1:
             raise InputError(f"the sound track must be mono [S], got {tuple(data.shape)}")
         self._append_audio(data)
+
+    def trim_audio_to_video(self) -> None:
+        """Drop the sound received beyond the frames written so far, so that :meth:`close`
+        ends the file where its pictures end (a live stream stopped early) instead of holding
+        the last frame until the sound's end. Sound already encoded stays."""
+        if not self._audio_live:
+            raise InputError("trim_audio_to_video needs a writer opened with audio_rate=")
+        video_end = round(self.frames_written / self.fps * self.audio_rate)
+        keep = max(self._audio_sent, min(self._audio_received, video_end))
+        excess = self._audio_received - keep
+        while excess > 0:
+            last = self._audio_parts[-1]
+            if last.size <= excess:
+                self._audio_parts.pop()
+                excess -= last.size
+            else:
+                self._audio_parts[-1] = last[: last.size - excess]
+                excess = 0
+        self._audio_received = keep
 
     def _append_audio(self, samples: np.ndarray) -> None:
         if samples.size:

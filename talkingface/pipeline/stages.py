@@ -124,7 +124,8 @@ class AudioEncoder(Stage):
     Declarations:
         feature_kind: the ``AudioFeatures.kind`` this encoder produces.
         feature_names: column names, or None.
-        sample_rate: the rate ``encode`` expects (the graph resamples input once to it).
+        sample_rate: the rate ``encode`` expects (the application layer resamples input
+            once to it; the graph refuses any other rate).
         context_s: seconds of past audio a frame may depend on.
         lookahead_s: seconds of future audio a frame may depend on (streaming latency).
 
