@@ -84,7 +84,7 @@ def measure(mode: str, seconds: float, chunk_frames: int) -> dict:
         for _ in graph.stream(portrait, audio.chunks(3200)):
             pass
         prof = graph.last_profile
-    stage_ms = sum(e.wall_ms for e in prof.events)
+    stage_ms = prof.stage_ms
     return {
         "frames": prof.frames,
         "wall_ms": prof.wall_s * 1000,

@@ -267,6 +267,12 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`talkingface stream -o - | head`): stop quietly, and
+        # point stdout at /dev/null so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("stopped: the reader closed the output (broken pipe)", file=sys.stderr)
+        return 141
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
         if args.debug:
             raise

@@ -132,3 +132,20 @@ def test_text_with_no_stage_that_takes_it_is_a_clear_error(capsys):
         assert len(err) == 1 and "--preset sphinx" in err[0] and "'text'" in err[0]
     assert main(["run", "--text", "  ", "--preset", "sphinx"]) == 2
     assert "the input 'text' is empty" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_ends_the_stream_quietly():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "talkingface.cli", "stream", "-o", "-", "threads=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    head = proc.stdout.read(1000)  # like `| head -c 1000`
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert len(head) == 1000
+    assert proc.returncode == 141
+    assert err.decode().strip().splitlines()[-1] == (
+        "stopped: the reader closed the output (broken pipe)")

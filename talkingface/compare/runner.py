@@ -926,7 +926,8 @@ def _processing_speed(speed: dict[str, float], profile) -> None:
     frames, audio_s = profile.frames, profile.audio_s
     if not frames:
         return
-    wall_s = profile.wall_s - sum(e.wall_ms for e in profile.events if e.kind == "sink") / 1000.0
+    sink_ms = sum(row["total_ms"] for row in profile.rows() if row["kind"] == "sink")
+    wall_s = profile.wall_s - sink_ms / 1000.0
     if wall_s > 0:
         speed["fps"] = frames / wall_s
         if audio_s:

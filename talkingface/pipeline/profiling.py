@@ -42,12 +42,33 @@ class StageEvent:
     backend: str | None = None  # kernel backend the stage reported, if any
 
 
+def _fold(table: dict[tuple[str, str, str], dict[str, Any]], e: StageEvent) -> None:
+    """Add one event to the per-(kind, stage, method) totals in ``table``."""
+    row = table.setdefault((e.kind, e.stage, e.method), {
+        "kind": e.kind, "stage": e.stage, "method": e.method, "calls": 0, "frames": 0,
+        "total_ms": 0.0, "gpu_ms": None, "peak_mem_mb": 0.0, "backend": e.backend,
+    })
+    row["calls"] += 1
+    row["frames"] += e.frames
+    row["total_ms"] += e.wall_ms
+    if e.gpu_ms is not None:
+        row["gpu_ms"] = (row["gpu_ms"] or 0.0) + e.gpu_ms
+    row["peak_mem_mb"] = max(row["peak_mem_mb"], e.peak_mem_mb)
+
+
 @dataclass
 class Profile:
-    """All stage events of one run, plus run-level figures."""
+    """All stage events of one run, plus run-level figures.
+
+    A run keeps its first ``max_events`` events one by one (the Chrome trace shows them); later
+    ones are only added to per-stage totals (``folded``), so an hours-long stream's profile
+    stays small. The table, JSON rows and figures count every event.
+    """
 
     mode: str = "batch"  # "batch" or "stream"
     events: list[StageEvent] = field(default_factory=list)
+    folded: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    max_events: int = 20_000
     wall_s: float = 0.0
     audio_s: float = 0.0
     frames: int = 0
@@ -60,9 +81,17 @@ class Profile:
         """Wall time / audio duration (< 1 is faster than real time)."""
         return self.wall_s / self.audio_s if self.audio_s > 0 else None
 
+    def add(self, event: StageEvent) -> None:
+        """Record one stage call (kept one by one up to ``max_events``, then folded)."""
+        if len(self.events) < self.max_events:
+            self.events.append(event)
+        else:
+            _fold(self.folded, event)
+
     @property
     def stage_ms(self) -> float:
-        return sum(e.wall_ms for e in self.events)
+        """Time inside stage calls (and sink writes), all events included."""
+        return sum(row["total_ms"] for row in self.rows())
 
     @property
     def overhead_ms_per_frame(self) -> float | None:
@@ -75,27 +104,16 @@ class Profile:
         """One row per (kind, stage, method): calls, frames, total ms, ms/frame, frames/s."""
         table: dict[tuple[str, str, str], dict[str, Any]] = {}
         for e in self.events:
-            key = (e.kind, e.stage, e.method)
-            row = table.setdefault(
-                key,
-                {
-                    "kind": e.kind,
-                    "stage": e.stage,
-                    "method": e.method,
-                    "calls": 0,
-                    "frames": 0,
-                    "total_ms": 0.0,
-                    "gpu_ms": None,
-                    "peak_mem_mb": 0.0,
-                    "backend": e.backend,
-                },
-            )
-            row["calls"] += 1
-            row["frames"] += e.frames
-            row["total_ms"] += e.wall_ms
-            if e.gpu_ms is not None:
-                row["gpu_ms"] = (row["gpu_ms"] or 0.0) + e.gpu_ms
-            row["peak_mem_mb"] = max(row["peak_mem_mb"], e.peak_mem_mb)
+            _fold(table, e)
+        for key, done in self.folded.items():
+            row = table.setdefault(key, {**done, "calls": 0, "frames": 0, "total_ms": 0.0,
+                                         "gpu_ms": None, "peak_mem_mb": 0.0})
+            row["calls"] += done["calls"]
+            row["frames"] += done["frames"]
+            row["total_ms"] += done["total_ms"]
+            if done["gpu_ms"] is not None:
+                row["gpu_ms"] = (row["gpu_ms"] or 0.0) + done["gpu_ms"]
+            row["peak_mem_mb"] = max(row["peak_mem_mb"], done["peak_mem_mb"])
         for row in table.values():
             # Per-frame figures only for calls that produce frames (not load/prepare).
             per = row["frames"]
@@ -150,6 +168,7 @@ class Profile:
             "summary": self.summary(),
             "stages": self.rows(),
             "events": [asdict(e) for e in self.events],
+            "events_folded": sum(row["calls"] for row in self.folded.values()),
         }
 
     def to_json(self) -> str:
@@ -200,7 +219,7 @@ class Profiler:
 
     def record(self, event: StageEvent) -> None:
         with self._lock:
-            self.profile.events.append(event)
+            self.profile.add(event)
 
     @hookimpl(wrapper=True)
     def call_stage(self, stage, method, args, kwargs):
