@@ -71,6 +71,7 @@ ALLOWED = {
     "configs": set(),
     "plugins": {"plugins", "pipeline", "root"},
     "plugins.presets": {"pipeline", "root"},
+    "provenance": {"provenance", "io", "pipeline", "root"},
     "compare": {"compare", "api", "face", "io", "pipeline", "root"},
     "api": {"pipeline", "io", "kernels", "root"},
     "cli": {"api", "assets", "compare", "root"},
