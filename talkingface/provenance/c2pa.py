@@ -32,6 +32,9 @@ SIGNING_ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed2
 """The signature algorithms the C2PA SDK signs with (``es256`` = ECDSA P-256 + SHA-256)."""
 
 _INSTALL = "pip install c2pa-python==0.38.1"
+# The SDK's settings for every read and sign: it never fetches a remote manifest or a
+# certificate's revocation status (nothing at run time goes over the network).
+_OFFLINE = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 _ACTIONS_LABEL = re.compile(r"c2pa\.actions(\.v\d+)?")
 _warned: set[str] = set()  # reasons already warned about in this process
 
@@ -236,8 +239,10 @@ def sign_mp4(path: str | Path, identity: SigningIdentity | None = None, *,
     try:
         with os.fdopen(fd, "w+b") as dest, open(path, "rb") as source:
             info = c2pa.C2paSignerInfo(identity.algorithm, certificate, key, None)
-            with c2pa.Signer.from_info(info) as signer, \
-                    c2pa.Builder(_manifest(title or path.name, identity.self_signed)) as builder:
+            manifest = _manifest(title or path.name, identity.self_signed)
+            with c2pa.Context.from_dict(_OFFLINE) as context, \
+                    c2pa.Signer.from_info(info) as signer, \
+                    c2pa.Builder(manifest, context=context) as builder:
                 builder.sign(signer, "video/mp4", source, dest)
         shutil.copymode(path, tmp)
         os.replace(tmp, path)
@@ -254,7 +259,11 @@ def read_manifest(path: str | Path) -> ManifestReport:
     """Read and validate the Content Credentials of a file (MP4, MOV, or an image).
 
     Validation is offline: the SDK checks the hashes and the signature, and the certificate
-    against its trust list, which holds no self-signed certificate.
+    against its trust list, which holds no self-signed certificate; remote manifests and
+    revocation status are not fetched.
+
+    Returns:
+        The report; ``present=False`` for a file without Content Credentials.
 
     Raises:
         InputError: the file is missing, a directory, or not media the C2PA SDK can parse.
@@ -268,11 +277,12 @@ def read_manifest(path: str | Path) -> ManifestReport:
         raise TalkingFaceError(f"reading Content Credentials needs c2pa-python, which cannot "
                                f"be loaded ({exc}): {_INSTALL}") from exc
     try:
-        reader = c2pa.Reader.try_create(str(path))
-        if reader is None:
-            return ManifestReport(present=False)
-        with reader:
-            store = json.loads(reader.json())
+        with c2pa.Context.from_dict(_OFFLINE) as context:
+            reader = c2pa.Reader.try_create(str(path), context=context)
+            if reader is None:
+                return ManifestReport(present=False)
+            with reader:
+                store = json.loads(reader.json())
     except c2pa.C2paError as exc:
         raise InputError(f"cannot read {path} as media: {_sdk_message(exc)}; give an MP4, "
                          "MOV or image file") from exc
