@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,6 +44,7 @@ __all__ = [
     "Sink",
     "TalkingFaceError",
     "config_yaml",
+    "verify",
     "describe_plugins",
     "format_plugins",
 ]
@@ -144,6 +146,9 @@ class Pipeline:
         stages = [registry.get(kind, config[kind].name).cls(stage_params(config, kind),
                                                              device=config.device)
                   for kind in STAGE_KINDS]
+        out_cfg = config.output
+        if out_cfg.content_credentials and out_cfg.signing_certificate is not None:
+            self._signing_identity().read()  # a missing or non-PEM file fails before the run
         self.graph = StageGraph(
             *stages,
             fps=config.fps,
@@ -188,6 +193,10 @@ class Pipeline:
     @property
     def last_profile(self):
         return self.graph.last_profile
+
+    last_credentials = None
+    """The Content Credentials result (:class:`talkingface.provenance.SignResult`) of the last
+    MP4 file written, or None when none was signed (``output.content_credentials=false``)."""
 
     def _settings(self):
         return process_settings(self.config.threads, self.config.kernels.backend)
@@ -246,8 +255,8 @@ class Pipeline:
         finally:
             if bar is not None:
                 bar.close()
-        if output is not None and self.config.output.save_config:
-            self.save_config(output)
+        if output is not None:
+            self._finish_file(Path(output))
         return result
 
     def stream(
@@ -372,8 +381,34 @@ class Pipeline:
 
     def _finish_stream_file(self, writer, output) -> None:
         writer.close()
-        if isinstance(output, (str, Path)) and self.config.output.save_config:
-            self.save_config(output)
+        if isinstance(output, (str, Path)):
+            self._finish_file(Path(output))
+        elif self.config.output.content_credentials:
+            _warn_once("Content Credentials are not added to a stream written to a pipe or file "
+                       "object (the manifest covers the finished file); the metadata tags "
+                       "still say it is generated")
+
+    def _finish_file(self, path: Path) -> None:
+        """What follows a finished MP4: the resolved config beside it and Content Credentials
+        in it (per ``config.output``); :attr:`last_credentials` says whether it was signed."""
+        out_cfg = self.config.output
+        if out_cfg.save_config:
+            self.save_config(path)
+        self.last_credentials = None
+        if out_cfg.content_credentials:
+            from talkingface.provenance import sign_mp4
+
+            self.last_credentials = sign_mp4(path, self._signing_identity())
+
+    def _signing_identity(self):
+        """The configured signing identity, or None for the local self-signed one."""
+        from talkingface.provenance import SigningIdentity
+
+        out_cfg = self.config.output
+        if out_cfg.signing_certificate is None:
+            return None
+        return SigningIdentity(Path(out_cfg.signing_certificate), Path(out_cfg.signing_key),
+                               out_cfg.signing_algorithm)
 
     def metadata(self) -> dict[str, str]:
         """The tags of this pipeline's outputs: which stages and config made them (the writer
@@ -403,8 +438,19 @@ class Pipeline:
             return VideoWriter(path, self.config.fps, frame_size, audio=clip,
                                metadata=self.metadata(), crf=out_cfg.crf, preset=out_cfg.preset)
 
-        pngs = PNGWriter(out_cfg.frames_dir) if out_cfg.frames_dir else None
+        pngs = None
+        if out_cfg.frames_dir:
+            pngs = PNGWriter(out_cfg.frames_dir, metadata=self.metadata())
         return _FileSink(open_video, pngs, size)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, stacklevel=3)
 
 
 def _check_output_path(path: Path) -> None:
@@ -484,6 +530,14 @@ def _no_taker_message(name: str, config: DictConfig, registry) -> str:
                 presets.append(f"--preset {preset}")
     where = ", ".join(presets + offers) or "none is installed"
     return f"no stage of {chosen} takes the input {name!r}; use one that does: {where}"
+
+
+def verify(paths: Iterable[str | Path]) -> list:
+    """What each video or image says about its origin
+    (:class:`talkingface.provenance.Verification`; an unreadable file raises InputError)."""
+    from talkingface.provenance import verify_file
+
+    return [verify_file(path) for path in paths]
 
 
 def config_yaml(config: Any = "default", overrides: Iterable[str] = ()) -> str:

@@ -25,6 +25,7 @@ examples:
   talkingface profile --image me.jpg --audio a.wav --trace trace.json
   talkingface plugins
   talkingface config render.params.flow_grid=96
+  talkingface verify out.mp4 frames/frame_000000.png
 """
 
 
@@ -110,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the resolved config (YAML)")
     _add_pipeline_args(p)
 
+    p = sub.add_parser(
+        "verify", help="does a video or image say it was generated? (tags, Content Credentials)",
+        description="Report, per file, whether it carries talkingface's provenance tags (MP4 "
+                    "metadata, PNG text) and Content Credentials (a C2PA manifest declaring "
+                    "AI-generated content), with the manifest's signer and validation state. "
+                    "Exit 0 when every file shows generated content, 1 when one does not, 2 "
+                    "when a file cannot be read. Tags and manifests are removed by re-encoding "
+                    "or screen capture: their absence proves nothing.")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="videos or images")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     try:
         from talkingface.compare import cli as compare_cli
     except ImportError:
@@ -163,6 +175,14 @@ def cmd_run(args) -> int:
          f"(real-time factor {prof.real_time_factor:.2f}); config: {output.with_suffix('.yaml')}")
     if info is not None and hasattr(info, "video_duration"):
         _say(f"video {info.video_duration:.3f} s, audio {info.audio_duration:.3f} s")
+    signed = pipe.last_credentials
+    if signed is None:
+        _say("Content Credentials: off (output.content_credentials=false); the metadata tags "
+             "still say the video is generated")
+    elif signed.signed:
+        _say("Content Credentials: signed" + (" with the local self-signed key "
+             "(output.signing_certificate / signing_key set your own)" if signed.self_signed
+             else ""))
     if args.profile:
         print(prof.table())
     return 0
@@ -208,6 +228,26 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from talkingface.api import InputError, verify
+
+    rows, generated, failed = [], True, False
+    for path in args.files:
+        try:
+            (report,) = verify([path])
+        except InputError as exc:
+            failed = True
+            rows.append(({"path": str(path), "error": str(exc)}, f"{path}: error: {exc}"))
+            continue
+        generated = generated and report.generated
+        rows.append((report.to_dict(), report.summary()))
+    if args.json:
+        print(json.dumps([data for data, _ in rows], indent=2, default=str))
+    else:
+        print("\n".join(line for _, line in rows))
+    return 2 if failed else 0 if generated else 1
+
+
 def cmd_config(args) -> int:
     from talkingface.api import config_yaml
 
@@ -222,6 +262,7 @@ COMMANDS = {
     "plugins": cmd_plugins,
     "profile": cmd_profile,
     "config": cmd_config,
+    "verify": cmd_verify,
 }
 
 

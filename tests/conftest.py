@@ -43,3 +43,19 @@ def speech():
     from talkingface.testing import synthetic_speech
 
     return synthetic_speech(2.0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _talkingface_home(tmp_path_factory):
+    """Keep what talkingface stores per user (the local Content Credentials key) out of the
+    real home folder during tests."""
+    import os
+
+    home = tmp_path_factory.mktemp("talkingface_home")
+    before = os.environ.get("TALKINGFACE_HOME")
+    os.environ["TALKINGFACE_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("TALKINGFACE_HOME", None)
+    else:
+        os.environ["TALKINGFACE_HOME"] = before

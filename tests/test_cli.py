@@ -5,7 +5,7 @@ import pytest
 
 from talkingface.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config"]
+SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config", "verify", "compare"]
 
 
 def test_top_level_help_lists_commands(capsys):

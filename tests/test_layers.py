@@ -73,7 +73,7 @@ ALLOWED = {
     "plugins.presets": {"pipeline", "root"},
     "provenance": {"provenance", "io", "pipeline", "root"},
     "compare": {"compare", "api", "face", "io", "pipeline", "root"},
-    "api": {"pipeline", "io", "kernels", "root"},
+    "api": {"pipeline", "io", "kernels", "provenance", "root"},
     "cli": {"api", "assets", "compare", "root"},
 }
 ALLOWED |= {f"plugins.{kind}": {f"plugins.{kind}", "pipeline", "face", "io", "kernels", "root"}

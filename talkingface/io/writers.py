@@ -16,6 +16,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 import PIL.Image
+import PIL.PngImagePlugin
 import torch
 
 from talkingface.io._common import DECODE_ERRORS
@@ -427,7 +428,11 @@ def _frames_to_uint8(frames: Frames | torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 class PNGWriter:
-    """Dump frames as numbered PNG files (``frame_000000.png``, ...) into ``directory``."""
+    """Dump frames as numbered PNG files (``frame_000000.png``, ...) into ``directory``.
+
+    Every file carries the provenance tags as PNG text chunks (``title``, ``comment``,
+    ``generator`` and ``metadata``'s entries, as :func:`container_tags` makes them).
+    """
 
     def __init__(
         self,
@@ -435,6 +440,7 @@ class PNGWriter:
         *,
         start_index: int = 0,
         pattern: str = "frame_{:06d}.png",
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         if self.directory.exists() and not self.directory.is_dir():
@@ -443,6 +449,9 @@ class PNGWriter:
         self.pattern = pattern
         self.index = start_index
         self.count = 0
+        self._text = PIL.PngImagePlugin.PngInfo()
+        for key, value in container_tags(metadata).items():
+            self._text.add_text(key, value)
 
     def __enter__(self) -> PNGWriter:
         return self
@@ -455,7 +464,8 @@ class PNGWriter:
         for frame in _frames_to_uint8(frames):
             # Level 1: frame dumps are for looking at, not archiving; speed matters more.
             PIL.Image.fromarray(frame).save(
-                self.directory / self.pattern.format(self.index), compress_level=1
+                self.directory / self.pattern.format(self.index), compress_level=1,
+                pnginfo=self._text,
             )
             self.index += 1
             self.count += 1

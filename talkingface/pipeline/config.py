@@ -93,12 +93,25 @@ class OutputConfig:
     preset: x264 speed preset (ultrafast .. veryslow).
     frames_dir: if set, also write every frame as PNG into this directory.
     save_config: write the resolved config as YAML beside the output.
+    content_credentials: sign every MP4 file with Content Credentials (a C2PA manifest
+        saying the video is AI-generated and made by talkingface). A stream to a pipe
+        cannot be signed (the manifest covers the finished file).
+    signing_certificate: PEM certificate chain to sign with (with ``signing_key``); unset,
+        a local self-signed key is made once and reused, and the manifest says it is
+        self-signed.
+    signing_key: PEM private key of ``signing_certificate``.
+    signing_algorithm: the key's signature algorithm (``es256`` for EC P-256, ``ps256``
+        for RSA, ``ed25519``, ...).
     """
 
     crf: int = 18
     preset: str = "veryfast"
     frames_dir: str | None = None
     save_config: bool = True
+    content_credentials: bool = True
+    signing_certificate: str | None = None
+    signing_key: str | None = None
+    signing_algorithm: str = "es256"
 
 
 @dataclass
@@ -245,6 +258,12 @@ def load_config(
     if not container["stream"]["chunk_s"] > 0:
         raise ConfigError(
             f"stream.chunk_s must be > 0 seconds, got {container['stream']['chunk_s']}"
+        )
+    out = container["output"]
+    if (out["signing_certificate"] is None) != (out["signing_key"] is None):
+        raise ConfigError(
+            "output.signing_certificate and output.signing_key go together: give both (PEM "
+            "files), or neither to sign with a local self-signed key"
         )
     if container["kernels"]["backend"] not in ("auto", "torch", "triton"):
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""Provenance that survives: invisible watermark, Content Credentials, verification."""
+"""Provenance beyond metadata tags: Content Credentials (a signed C2PA manifest in every MP4)
+and verification of what a video or image says about its origin."""
 
 from talkingface.provenance.c2pa import (
     DIGITAL_SOURCE_TYPE,
@@ -10,6 +11,7 @@ from talkingface.provenance.c2pa import (
     read_manifest,
     sign_mp4,
 )
+from talkingface.provenance.verify import Verification, verify_file
 
 __all__ = [
     "DIGITAL_SOURCE_TYPE",
@@ -17,7 +19,9 @@ __all__ = [
     "ManifestReport",
     "SignResult",
     "SigningIdentity",
+    "Verification",
     "local_identity",
     "read_manifest",
     "sign_mp4",
+    "verify_file",
 ]
