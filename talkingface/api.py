@@ -155,7 +155,18 @@ class Pipeline:
             chunk_frames=config.chunk_frames,
             controls=controls_from_config(config.controls),
             plugin_manager=self.pm,
+            frame_filters=self._frame_filters(),
         )
+
+    def _frame_filters(self) -> list:
+        """The filters every rendered frame passes: the provenance watermark unless
+        ``watermark.enabled=false``."""
+        mark = self.config.watermark
+        if not mark.enabled:
+            return []
+        from talkingface.provenance.watermark import WatermarkFilter
+
+        return [WatermarkFilter(mark.user, mark.psnr_db)]
 
     @classmethod
     def from_config(

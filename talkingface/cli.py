@@ -112,13 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pipeline_args(p)
 
     p = sub.add_parser(
-        "verify", help="does a video or image say it was generated? (tags, Content Credentials)",
-        description="Report, per file, whether it carries talkingface's provenance tags (MP4 "
-                    "metadata, PNG text) and Content Credentials (a C2PA manifest declaring "
-                    "AI-generated content), with the manifest's signer and validation state. "
-                    "Exit 0 when every file shows generated content, 1 when one does not, 2 "
-                    "when a file cannot be read. Tags and manifests are removed by re-encoding "
-                    "or screen capture: their absence proves nothing.")
+        "verify", help="does a video or image say it was generated? (watermark, tags, C2PA)",
+        description="Report, per file, whether its pixels carry talkingface's invisible "
+                    "watermark (with a confidence and the payload), whether it carries the "
+                    "provenance tags (MP4 metadata, PNG text) and Content Credentials (a C2PA "
+                    "manifest declaring AI-generated content) with the manifest's signer and "
+                    "validation state. Exit 0 when every file shows generated content, 1 when "
+                    "one does not, 2 when a file cannot be read. The watermark survives "
+                    "re-encoding, scaling, cropping and screen capture; tags and manifests do "
+                    "not. Nothing found proves nothing: a determined attacker can remove the "
+                    "mark, and other tools' fakes carry none.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="videos or images")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -175,6 +178,9 @@ def cmd_run(args) -> int:
          f"(real-time factor {prof.real_time_factor:.2f}); config: {output.with_suffix('.yaml')}")
     if info is not None and hasattr(info, "video_duration"):
         _say(f"video {info.video_duration:.3f} s, audio {info.audio_duration:.3f} s")
+    if not pipe.config.watermark.enabled:
+        _say("watermark: OFF (watermark.enabled=false): the frames carry no invisible "
+             "provenance mark; this is recorded in the saved config and the video's metadata")
     signed = pipe.last_credentials
     if signed is None:
         _say("Content Credentials: off (output.content_credentials=false); the metadata tags "

@@ -16,7 +16,7 @@ from talkingface.io.audio import (
 from talkingface.io.images import MIN_IMAGE_SIDE, load_image
 from talkingface.io.provenance import PROVENANCE, container_tags, run_tags
 from talkingface.io.resample import StreamResampler, resample, resample_chunks
-from talkingface.io.video import VideoClip, probe_media, read_video
+from talkingface.io.video import VideoClip, probe_media, read_video, video_frames
 from talkingface.io.writers import X264_PRESETS, PNGWriter, VideoWriter, WriteResult
 
 __all__ = [
@@ -40,4 +40,5 @@ __all__ = [
     "resample_chunks",
     "run_tags",
     "stream_audio_file",
+    "video_frames",
 ]

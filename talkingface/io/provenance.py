@@ -11,12 +11,16 @@ PROVENANCE = "AI-generated talking-face video (synthetic)"
 
 
 def run_tags(config: Any, description: str) -> dict[str, str]:
-    """Tags describing one pipeline run: the stages (``pipeline``) and the resolved config
-    (``talkingface_config``, compact JSON), to pass as a writer's ``metadata``."""
+    """Tags describing one pipeline run: the stages (``pipeline``), whether frames carry the
+    invisible watermark (``watermark``) and the resolved config (``talkingface_config``,
+    compact JSON), to pass as a writer's ``metadata``."""
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
+    mark = data.get("watermark", {})
     return {"pipeline": description,
+            "watermark": (f"on (user {mark.get('user', 0)})" if mark.get("enabled", True)
+                          else "off (watermark.enabled=false)"),
             "talkingface_config": json.dumps(data, separators=(",", ":"), default=str)}
 
 

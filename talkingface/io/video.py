@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,29 @@ def read_video(
         InputError: missing or unreadable file, or no video track.
     """
     path = Path(path)
+    frames_iter = video_frames(path, max_frames=max_frames, size=size)
+    fps, has_audio = next(frames_iter)
+    frames = list(frames_iter)
+    audio = None
+    if has_audio:
+        audio = load_audio(path)
+        if max_frames is not None:
+            audio = audio.slice(0, math.ceil(len(frames) / fps * audio.sample_rate))
+    return VideoClip(torch.from_numpy(np.stack(frames)), fps, audio)
+
+
+def video_frames(
+    path: str | Path, *, max_frames: int | None = None, size: int | None = None
+) -> Iterator:
+    """Decode a video frame by frame: first ``(fps, has_audio)``, then uint8 ``[H, W, 3]`` RGB
+    frames (at most ``max_frames``; ``size``: as in :func:`read_video`). Memory holds one frame.
+
+    Raises:
+        InputError: missing or unreadable file, no video track, no decodable frame.
+    """
+    path = Path(path)
     check_file(path, "video")
-    frames: list[np.ndarray] = []
+    count = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -57,28 +79,23 @@ def read_video(
             fps = _frame_rate(stream)
             if fps is None:
                 raise InputError(f"{path} does not declare a frame rate: re-encode it as mp4")
-            has_audio = bool(container.streams.audio)
+            yield fps, bool(container.streams.audio)
             for frame in container.decode(stream):
-                if max_frames is not None and len(frames) >= max_frames:
+                if max_frames is not None and count >= max_frames:
                     break
                 width, height = frame.width, frame.height
                 if size is not None:
                     scale = size / min(width, height)
                     width = max(2, round(width * scale / 2) * 2)
                     height = max(2, round(height * scale / 2) * 2)
-                frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+                count += 1
+                yield frame.to_ndarray(format="rgb24", width=width, height=height)
     except InputError:
         raise
     except DECODE_ERRORS as exc:
         raise InputError(f"cannot read {path} as a video: {exc}; give an mp4, mov or mkv") from exc
-    if not frames:
+    if not count:
         raise InputError(f"{path} has no decodable video frames: give a non-empty video")
-    audio = None
-    if has_audio:
-        audio = load_audio(path)
-        if max_frames is not None:
-            audio = audio.slice(0, math.ceil(len(frames) / fps * audio.sample_rate))
-    return VideoClip(torch.from_numpy(np.stack(frames)), fps, audio)
 
 
 def probe_media(path: str | Path) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +30,7 @@ from talkingface.pipeline.contracts import (
 )
 from talkingface.pipeline.errors import CompatibilityError, ContractError
 from talkingface.pipeline.profiling import Profile, Profiler
-from talkingface.pipeline.stages import AudioEncoder, MotionGenerator, Renderer
+from talkingface.pipeline.stages import AudioEncoder, FrameFilter, MotionGenerator, Renderer
 
 
 class Sink:
@@ -128,6 +128,7 @@ class StageGraph:
         chunk_frames: int = 16,
         controls: Controls | None = None,
         plugin_manager=None,
+        frame_filters: Sequence[FrameFilter] = (),
     ) -> None:
         for stage, base in ((audio, AudioEncoder), (motion, MotionGenerator), (render, Renderer)):
             if not isinstance(stage, base):
@@ -138,6 +139,10 @@ class StageGraph:
 
             plugin_manager = get_plugin_manager()
         self.audio, self.motion, self.render = audio, motion, render
+        self.frame_filters = tuple(frame_filters)
+        for frame_filter in self.frame_filters:
+            if not isinstance(frame_filter, FrameFilter):
+                raise CompatibilityError(f"{frame_filter!r} is not a FrameFilter")
         self.fps = float(fps)
         self.chunk_frames = int(chunk_frames)
         self.controls = controls or Controls()
@@ -219,8 +224,8 @@ class StageGraph:
             motion = self.call(self.motion, "generate", features, self.controls)
             total = motion.num_frames
             for start in range(0, total, self.chunk_frames):
-                frames = self.call(self.render, "render", prepared,
-                                   motion.slice(start, start + self.chunk_frames))
+                part = motion.slice(start, start + self.chunk_frames)
+                frames = self._filtered(self.call(self.render, "render", prepared, part))
                 self.call(sink_stage, "write", frames)
                 if progress is not None:
                     progress(frames.num_frames)
@@ -321,7 +326,7 @@ class StageGraph:
                 yield from self._render(r_proc, tail_motion)
             tail_frames = self.flush(self.render, r_proc)
             if tail_frames is not None and tail_frames.num_frames:
-                yield tail_frames
+                yield self._filtered(tail_frames)
         # Only the count of samples is kept: a stream of any length holds none of its audio.
         self._finish(profiler, received / rate, num_frames_for(received, rate, self.fps))
 
@@ -336,7 +341,17 @@ class StageGraph:
         for start in range(0, motion.num_frames, self.chunk_frames):
             frames = self.push(self.render, r_proc, motion.slice(start, start + self.chunk_frames))
             if frames is not None and frames.num_frames:
-                yield frames
+                yield self._filtered(frames)
+
+    def _filtered(self, frames: Frames) -> Frames:
+        """``frames`` through every frame filter, in order (before any sink sees them)."""
+        for frame_filter in self.frame_filters:
+            out = self.call(frame_filter, "apply", frames)
+            if not isinstance(out, Frames) or out.num_frames != frames.num_frames:
+                raise ContractError(f"frame filter {frame_filter.name!r} must return Frames with "
+                                    f"the same {frames.num_frames} frames")
+            frames = out
+        return frames
 
     # -- profiling --------------------------------------------------------------------------
 

@@ -181,7 +181,7 @@ class Profile:
 
     def chrome_trace(self) -> dict[str, Any]:
         """Chrome trace-event format: one track per stage kind."""
-        tids = {kind: i for i, kind in enumerate((*STAGE_KINDS, "sink"), start=1)}
+        tids = {kind: i for i, kind in enumerate((*STAGE_KINDS, "filter", "sink"), start=1)}
         events = []
         for kind, tid in tids.items():
             events.append({"ph": "M", "name": "thread_name", "pid": os.getpid(), "tid": tid,

@@ -345,6 +345,22 @@ class Renderer(Stage):
         }
 
 
+class FrameFilter(ABC):
+    """A step every rendered frame passes through before any sink, in batch and streaming
+    alike (the provenance watermark is one). The graph calls :meth:`apply` through the
+    ``call_stage`` hook, so filters appear in profiles as kind ``"filter"``. A filter must
+    treat each frame on its own, so streaming still equals batch."""
+
+    kind: ClassVar[str] = "filter"
+    name: ClassVar[str] = ""
+    device = torch.device("cpu")
+    kernel_backend: str | None = None
+
+    @abstractmethod
+    def apply(self, frames: Frames) -> Frames:
+        """The same frames (count, size, ``start_frame``), transformed."""
+
+
 class BufferedStream(StreamProcessor[In, Out]):
     """Holds every chunk and runs the batch function once on ``flush``."""
 

@@ -1,0 +1,305 @@
+"""An invisible watermark in every rendered frame: a tiled spread-spectrum pattern in the luma,
+shaped by local texture, carrying a 32-bit payload (a fixed talkingface mark, a format version
+and a 12-bit user field), and its blind detector, pooled over frames.
+
+Embedding adds ``mask * (sync + payload patterns)`` to R, G and B alike (so only the luma
+changes), with the pattern tiled every ``TILE`` pixels and band-limited to mid frequencies
+(wavelengths of 6 to 32 pixels: below what H.264 at high CRF, scaling and blur remove, above
+what is visible as blotches), scaled per frame to a fixed PSNR. The detector whitens each
+frame (high-pass, divided by the local contrast), sums the frames, folds the sum into one tile
+(so a crop, which shifts the pattern, only shifts the fold cyclically), estimates a rescale
+from the tiling's periodicity, and correlates with the known part of the pattern over every
+cyclic shift: the peak's z-score is the confidence. Nothing is learned and nothing downloads;
+the patterns come from a fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from talkingface.pipeline.contracts import Frames
+from talkingface.pipeline.stages import FrameFilter
+
+TILE = 64
+"""Side of the tiled pattern, pixels."""
+BAND = (1 / 32, 1 / 6)
+"""Spatial frequencies of the pattern, cycles per pixel."""
+MAGIC = 0x7466
+"""The fixed 16-bit mark ("tf") every talkingface watermark carries."""
+VERSION = 1
+"""Format version (4 bits)."""
+USER_BITS = 12
+PAYLOAD_BITS = 32
+SYNC_SHARE = 0.6
+"""Share of the pattern's energy in the sync pattern (the rest carries the payload)."""
+THRESHOLD = 5.5
+"""Detection threshold on the z-score (set from the negative set of
+``benchmarks/bench_watermark.py``: unmarked videos and images stay below it)."""
+_SEED = 0x7A1C_F00D
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def payload_bits(user: int = 0) -> np.ndarray:
+    """The 32 payload bits as ±1: 16-bit magic, 4-bit version, 12-bit user field (MSB first)."""
+    if not (isinstance(user, int) and 0 <= user < 1 << USER_BITS):
+        raise ValueError(f"the watermark's user field is 0..{(1 << USER_BITS) - 1}, got {user!r}")
+    word = (MAGIC << 16) | (VERSION << USER_BITS) | user
+    return np.array([1.0 if word >> (PAYLOAD_BITS - 1 - i) & 1 else -1.0
+                     for i in range(PAYLOAD_BITS)])
+
+
+def _patterns() -> np.ndarray:
+    """float64 ``[1 + 32, TILE, TILE]``: the sync pattern, then one per payload bit; each
+    band-limited to :data:`BAND`, zero mean, unit norm, mutually orthogonal."""
+    rng = np.random.default_rng(_SEED)
+    fy = np.fft.fftfreq(TILE)[:, None]
+    fx = np.fft.fftfreq(TILE)[None, :]
+    radius = np.hypot(fx, fy)
+    keep = (radius >= BAND[0]) & (radius <= BAND[1])
+    raw = []
+    for _ in range(1 + PAYLOAD_BITS):
+        spectrum = np.fft.fft2(rng.standard_normal((TILE, TILE))) * keep
+        raw.append(np.real(np.fft.ifft2(spectrum)).ravel())
+    q, _ = np.linalg.qr(np.stack(raw, axis=1))  # orthonormal columns, still in the band
+    return q.T.reshape(-1, TILE, TILE)
+
+
+_PATTERNS = _patterns()
+
+
+def watermark_tile(user: int = 0) -> np.ndarray:
+    """float32 ``[TILE, TILE]`` unit-RMS pattern carrying the payload for ``user``."""
+    w = _combined(payload_bits(user))
+    return (w / w.std()).astype(np.float32)
+
+
+def _combined(bits: np.ndarray) -> np.ndarray:
+    """The sync pattern plus the patterns of the first ``len(bits)`` payload bits, signed."""
+    share = np.sqrt((1 - SYNC_SHARE) / PAYLOAD_BITS)
+    return np.sqrt(SYNC_SHARE) * _PATTERNS[0] + share * np.tensordot(
+        bits, _PATTERNS[1 : 1 + bits.size], axes=1)
+
+
+class Watermarker:
+    """Embeds the watermark into uint8 RGB frames.
+
+    Args:
+        user: the 12-bit user field of the payload (0..4095).
+        psnr_db: the frame's PSNR against the unmarked frame (the mark's strength): higher is
+            fainter and less robust.
+    """
+
+    def __init__(self, user: int = 0, psnr_db: float = 43.0) -> None:
+        if not 30.0 <= psnr_db <= 60.0:
+            raise ValueError(f"watermark psnr_db must be in 30..60, got {psnr_db!r}")
+        payload_bits(user)  # checks the user field
+        self.user, self.psnr_db = user, psnr_db
+        self._tile = watermark_tile(user)
+        self._rms = 255.0 / 10 ** (psnr_db / 20.0)
+        self._canvas: dict[tuple[int, int], np.ndarray] = {}
+
+    def _tiled(self, h: int, w: int) -> np.ndarray:
+        canvas = self._canvas.get((h, w))
+        if canvas is None:
+            reps = (-(-h // TILE), -(-w // TILE))
+            canvas = np.ascontiguousarray(np.tile(self._tile, reps)[:h, :w])
+            self._canvas = {(h, w): canvas}  # one size at a time: frames keep their size
+        return canvas
+
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` -> the same frames, watermarked (a new array)."""
+        import cv2
+
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"watermark embeds into uint8 [T, H, W, 3], got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        h, w = frames.shape[1:3]
+        pattern = self._tiled(h, w)
+        out = np.empty_like(frames)
+        for i, frame in enumerate(frames):
+            mask, mean_square = _texture_mask(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2)
+            # The pattern is unit-RMS and independent of the mask: RMS(delta)^2 = mean(mask^2).
+            gain = self._rms / max(float(np.sqrt(mean_square)), 1e-6)
+            delta = cv2.multiply(pattern, mask, scale=gain, dtype=cv2.CV_32F)
+            steps = cv2.merge([np.rint(delta).astype(np.int16)] * 3)
+            out[i] = cv2.add(frame, steps, dtype=cv2.CV_8U)  # saturates at 0 and 255
+        return out
+
+
+def _texture_mask(gray: np.ndarray, cv2) -> tuple[np.ndarray, float]:
+    """float32 ``[H, W]`` relative strength of the mark: ``sqrt(std^2 + 58) / 10`` with ``std``
+    the local contrast (over about 12 px, on a 4x smaller image), so the mark's variance is a
+    fixed share of ``std^2 + (0.03 * 255)^2``, the denominator of SSIM's contrast term: it hides
+    in texture and stays faint on flat skin. Also the mean of its square."""
+    h, w = gray.shape
+    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    sharp = cv2.resize(cv2.resize(gray, (max(1, w // 2), max(1, h // 2)),
+                                  interpolation=cv2.INTER_AREA).astype(np.float32),
+                       (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    energy = cv2.resize(cv2.resize(gray.astype(np.float32) ** 2, (max(1, w // 2), max(1, h // 2)),
+                                   interpolation=cv2.INTER_AREA),
+                        (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    contrast = np.sqrt(np.maximum(cv2.blur(energy, (3, 3)) - cv2.blur(sharp, (3, 3)) ** 2, 0.0))
+    small_mask = np.sqrt(contrast * contrast + 58.0) / 10.0
+    mask = cv2.resize(small_mask, (w, h), interpolation=cv2.INTER_LINEAR)
+    return mask, float(np.mean(small_mask * small_mask))
+
+
+@dataclass(frozen=True)
+class WatermarkReport:
+    """What the detector found.
+
+    Attributes:
+        found: the z-score reached :data:`THRESHOLD`.
+        z: the correlation peak's z-score (about 3-4 on unmarked content, the maximum of
+            thousands of noise values; a clearly marked video scores 8 and more).
+        frames: frames pooled.
+        shift: ``(dy, dx)`` cyclic offset of the pattern (a crop moves it).
+        scale: ``(sy, sx)`` size change the detector undid (1, 1 when the video was not resized).
+        magic_ok: the payload's fixed mark decoded exactly.
+        version: the payload's format version.
+        user: the payload's user field.
+        bit_errors: payload bits that disagree with the fixed mark and version.
+    """
+
+    found: bool
+    z: float
+    frames: int
+    shift: tuple[int, int] = (0, 0)
+    scale: tuple[float, float] = (1.0, 1.0)
+    magic_ok: bool = False
+    version: int | None = None
+    user: int | None = None
+    bit_errors: int | None = None
+
+
+class WatermarkDetector:
+    """Pools whitened frames (any size, the same for all), then decides. Feed frames with
+    :meth:`add` (uint8 ``[H, W, 3]`` RGB or ``[T, H, W, 3]``) and call :meth:`report`."""
+
+    def __init__(self) -> None:
+        self._sum: np.ndarray | None = None
+        self.frames = 0
+
+    def add(self, frames: np.ndarray) -> None:
+        import cv2
+
+        frames = frames[None] if frames.ndim == 3 else frames
+        for frame in frames:
+            luma = frame.astype(np.float32) @ _LUMA
+            highpass = luma - cv2.GaussianBlur(luma, (0, 0), 2.0)
+            contrast = np.sqrt(cv2.GaussianBlur(highpass * highpass, (0, 0), 4.0)) + 2.0
+            residual = highpass / contrast
+            if self._sum is not None and self._sum.shape != residual.shape:
+                raise ValueError("watermark detection needs frames of one size")
+            self._sum = residual if self._sum is None else self._sum + residual
+            self.frames += 1
+
+    def report(self) -> WatermarkReport:
+        """The decision on the frames added so far (not found for none)."""
+        if self._sum is None:
+            return WatermarkReport(False, 0.0, 0)
+        best = None
+        for scale in _scale_candidates(self._sum):
+            fold = _fold(_rescaled(self._sum, scale))
+            z, shift, aligned = _sync(fold)
+            if best is None or z > best[0]:
+                best = (z, shift, aligned, scale)
+        z, shift, aligned, scale = best
+        soft = np.tensordot(_PATTERNS[1:], aligned, axes=([1, 2], [0, 1]))
+        bits = np.where(soft >= 0, 1, 0)
+        word = int("".join(map(str, bits)), 2)
+        known = payload_bits()[: PAYLOAD_BITS - USER_BITS]
+        errors = int(np.sum(np.where(soft[: known.size] >= 0, 1.0, -1.0) != known))
+        return WatermarkReport(
+            found=z >= THRESHOLD, z=float(z), frames=self.frames, shift=shift,
+            scale=(round(scale[0], 3), round(scale[1], 3)), magic_ok=(word >> 16) == MAGIC,
+            version=(word >> USER_BITS) & 0xF, user=word & ((1 << USER_BITS) - 1),
+            bit_errors=errors,
+        )
+
+
+def detect(frames: Iterable[np.ndarray]) -> WatermarkReport:
+    """Pool ``frames`` (uint8 RGB, ``[H, W, 3]`` each or ``[T, H, W, 3]`` chunks) and decide."""
+    detector = WatermarkDetector()
+    for chunk in frames:
+        detector.add(np.asarray(chunk))
+    return detector.report()
+
+
+def _fold(image: np.ndarray) -> np.ndarray:
+    """Sum of all ``TILE`` x ``TILE`` tiles of ``image`` (partial tiles at the edges too)."""
+    h, w = image.shape
+    ph, pw = -(-h // TILE) * TILE, -(-w // TILE) * TILE
+    padded = np.zeros((ph, pw), np.float64)
+    padded[:h, :w] = image
+    return padded.reshape(ph // TILE, TILE, pw // TILE, TILE).sum(axis=(0, 2))
+
+
+def _sync(fold: np.ndarray) -> tuple[float, tuple[int, int], np.ndarray]:
+    """z-score of the best cyclic alignment of the known pattern (sync + fixed payload bits)
+    with ``fold``, that offset, and ``fold`` rolled back by it."""
+    known = _combined(payload_bits()[: PAYLOAD_BITS - USER_BITS])
+    surface = np.real(np.fft.ifft2(np.fft.fft2(fold) * np.conj(np.fft.fft2(known))))
+    dy, dx = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    z = (surface[dy, dx] - surface.mean()) / max(float(surface.std()), 1e-12)
+    return float(z), (int(dy), int(dx)), np.roll(fold, (-dy, -dx), axis=(0, 1))
+
+
+def _scale_candidates(image: np.ndarray) -> list[tuple[float, float]]:
+    """``(1, 1)`` plus the size changes the image's periodicity suggests: a tiled pattern makes
+    the autocorrelation peak at lags of one tile, which a resize moves to ``TILE * scale``."""
+    spectrum = np.fft.rfft2(image - image.mean())
+    auto = np.fft.irfft2(np.abs(spectrum) ** 2, s=image.shape)
+    found = []
+    for axis in (0, 1):
+        line = auto[:, 0] if axis == 0 else auto[0, :]
+        # The content's autocorrelation is a smooth trend; the tiling's is a narrow peak.
+        kernel = np.ones(15) / 15
+        line = line - np.convolve(line, kernel, mode="same")
+        lo, hi = int(TILE * 0.45), min(int(TILE * 2.2), line.size // 2)
+        if hi - lo < 3:  # too small to hold two tiles at any scale: no resize is estimated
+            return [(1.0, 1.0)]
+        lag = lo + int(np.argmax(line[lo:hi]))
+        if 0 < lag < line.size - 1:  # sub-sample peak by a parabola through three lags
+            a, b, c = line[lag - 1], line[lag], line[lag + 1]
+            den = a - 2 * b + c
+            lag = lag + (0.5 * (a - c) / den if den < 0 else 0.0)
+        found.append(lag / TILE)
+    # Content with strong lines can hide one axis's peak: also try each axis's estimate for
+    # both (resizes are usually uniform).
+    candidates = [(1.0, 1.0)]
+    for pair in ((found[0], found[1]), (found[1], found[1]), (found[0], found[0])):
+        if pair not in candidates and max(abs(s - 1.0) for s in pair) > 0.01:
+            candidates.append(pair)
+    return candidates
+
+
+def _rescaled(image: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """``image`` resized by ``1 / scale`` (undoing a resize by ``scale``)."""
+    if scale == (1.0, 1.0):
+        return image
+    import cv2
+
+    h, w = image.shape
+    size = (max(TILE, round(w / scale[1])), max(TILE, round(h / scale[0])))
+    return cv2.resize(image.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+
+
+class WatermarkFilter(FrameFilter):
+    """The frame filter that marks every rendered frame (``config.watermark``). Frames come
+    out uint8 (a renderer's float frames are converted first)."""
+
+    name = "watermark"
+
+    def __init__(self, user: int = 0, psnr_db: float = 43.0) -> None:
+        self.watermarker = Watermarker(user, psnr_db)
+
+    def apply(self, frames: Frames) -> Frames:
+        marked = self.watermarker.embed(np.ascontiguousarray(frames.to_uint8().numpy()))
+        return Frames(torch.from_numpy(marked), frames.fps, frames.start_frame)
