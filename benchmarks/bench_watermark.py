@@ -105,20 +105,6 @@ ATTACKS = {
 }
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two uint8 gray images (Gaussian window, sigma 1.5)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def blur(x):
-        return cv2.GaussianBlur(x, (0, 0), 1.5)
-
-    ma, mb = blur(a), blur(b)
-    va, vb, cov = blur(a * a) - ma * ma, blur(b * b) - mb * mb, blur(a * b) - ma * mb
-    return float(np.mean((2 * ma * mb + c1) * (2 * cov + c2)
-                         / ((ma * ma + mb * mb + c1) * (va + vb + c2))))
-
-
 def render(pipe, portrait: str, clip: str):
     """The first 5 s of a run: uint8 ``[T, H, W, 3]`` and the face box (x0, y0, x1, y1)."""
     from talkingface.io import load_audio
@@ -134,26 +120,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="evaldata folder (images/, audio/, video/)")
     parser.add_argument("--portraits", type=int, default=4, help="portraits to use")
+    parser.add_argument("--skip", nargs="*", default=["mona_lisa"],
+                        help="portrait names containing these are not animated (the project "
+                             "does not animate real public figures)")
     parser.add_argument("--clips", type=int, default=2, help="speech clips to use")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--strength", type=float, help="watermark.strength (default: config's)")
     parser.add_argument("--csv", type=Path, help="write the detection table here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from talkingface.api import Pipeline
     from talkingface.assets import demo_audio_path, demo_portrait_path
+    from talkingface.compare.metrics import box_mask, psnr, ssim
     from talkingface.provenance import verify_file
     from talkingface.provenance.watermark import THRESHOLD, Watermarker, detect
 
     print(f"# {platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, threshold z >= {THRESHOLD}")
+          f"torch {torch.__version__}, threshold z >= {THRESHOLD}, strength "
+          f"{args.strength or 'default'}")
     if args.data:
-        portraits = sorted((args.data / "images").glob("*.jpg"))[: args.portraits]
+        portraits = [p for p in sorted((args.data / "images").glob("*.jpg"))
+                     if not any(s in p.name for s in args.skip)][: args.portraits]
         clips = sorted((args.data / "audio").glob("*.wav"))[: args.clips]
         real = sorted((args.data / "video").glob("*.mp4"))
     else:
         portraits, clips, real = [demo_portrait_path()], [demo_audio_path()], []
-    marked_pipe = Pipeline.from_config("default", [f"threads={args.threads}"])
+    strength = [] if args.strength is None else [f"watermark.strength={args.strength}"]
+    marked_pipe = Pipeline.from_config("default", [f"threads={args.threads}", *strength])
     plain_pipe = Pipeline.from_config("default", [f"threads={args.threads}",
                                                   "watermark.enabled=false"])
 
@@ -163,12 +157,8 @@ def main() -> None:
             name = f"{Path(portrait).stem[:12]}+{Path(clip).stem[:12]}"
             marked, box = render(marked_pipe, str(portrait), str(clip))
             plain, _ = render(plain_pipe, str(portrait), str(clip))
-            x0, y0, x1, y1 = (int(v) for v in box)
-            face_m, face_p = marked[:, y0:y1, x0:x1], plain[:, y0:y1, x0:x1]
-            mse = np.mean((face_m.astype(np.float64) - face_p) ** 2)
-            gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY)
-                    for f in (face_m[0], face_p[0])]
-            quality.append((name, 10 * np.log10(255**2 / mse), ssim(*gray)))
+            face = box_mask(marked.shape[1:3], box)
+            quality.append((name, psnr(marked[0], plain[0], face), ssim(marked[0], plain[0], face)))
             for attack, fn in ATTACKS.items():
                 report = detect(fn(marked))
                 rows.append({"input": name, "attack": attack, "z": round(report.z, 2),
@@ -210,7 +200,7 @@ def main() -> None:
           f"SSIM min {min(q[2] for q in quality):.4f}")
 
     frames = np.ascontiguousarray(marked[:50])
-    marker = Watermarker()
+    marker = Watermarker(strength=marked_pipe.config.watermark.strength)
     marker.embed(frames[:2])
     times = []
     for _ in range(5):
@@ -225,9 +215,12 @@ def main() -> None:
         start = time.perf_counter()
         report = verify_file(out)
         took = time.perf_counter() - start
-        seconds = min(report.watermark.frames / FPS, 10.0)
-        print(f"verify: {took:.2f} s for {report.watermark.frames} frames "
-              f"({seconds / took:.1f}x real time), watermark z {report.watermark.z:.1f}")
+        from talkingface.io import probe_media
+
+        seconds = probe_media(out)["video"]["duration"]
+        print(f"verify: {took:.2f} s for a {seconds:.1f} s video ({seconds / took:.1f}x real "
+              f"time; {report.watermark.frames} frames pooled), watermark z "
+              f"{report.watermark.z:.1f}")
     if args.csv:
         with args.csv.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))

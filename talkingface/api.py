@@ -166,7 +166,7 @@ class Pipeline:
             return []
         from talkingface.provenance.watermark import WatermarkFilter
 
-        return [WatermarkFilter(mark.user, mark.psnr_db)]
+        return [WatermarkFilter(mark.user, mark.strength)]
 
     @classmethod
     def from_config(

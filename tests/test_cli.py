@@ -149,3 +149,27 @@ def test_a_reader_that_stops_early_ends_the_stream_quietly():
     assert proc.returncode == 141
     assert err.decode().strip().splitlines()[-1] == (
         "stopped: the reader closed the output (broken pipe)")
+
+
+def test_run_says_when_the_watermark_is_off(tmp_path, capsys, monkeypatch, speech):
+    import numpy as np
+    import PIL.Image
+    import soundfile as sf
+
+    from talkingface import cli
+    from talkingface.api import Pipeline
+    from talkingface.pipeline.registry import PluginManager
+    from tests.pipeline.toy_stages import TestStagesPlugin
+
+    pm = PluginManager(load_entry_points=False)
+    pm.register(TestStagesPlugin(), name="test-stages")
+    monkeypatch.setattr(cli, "_pipeline", lambda args: Pipeline.from_config(
+        "toy", ["render.params.size=32", *args.overrides], plugin_manager=pm))
+    image, audio = tmp_path / "face.png", tmp_path / "speech.wav"
+    PIL.Image.fromarray(np.full((80, 64, 3), 128, np.uint8)).save(image)
+    sf.write(audio, speech.samples.numpy(), 16000)
+    argv = ["run", "-i", str(image), "-a", str(audio), "-o", str(tmp_path / "o.mp4")]
+    assert main(argv) == 0
+    assert "watermark: OFF" not in capsys.readouterr().err
+    assert main([*argv, "watermark.enabled=false"]) == 0
+    assert "watermark: OFF (watermark.enabled=false)" in capsys.readouterr().err

@@ -122,13 +122,14 @@ class WatermarkConfig:
         the saved config and the output's metadata, and ``talkingface run`` says so.
     user: a 12-bit number (0..4095) carried in the mark's payload, e.g. to tell your
         deployments apart; ``talkingface verify`` reports it.
-    psnr_db: the mark's strength as the frame's PSNR against the unmarked frame (higher is
-        fainter and less robust; at 43 the face region stays at 40 dB or more).
+    strength: the mark's local strength relative to the texture it hides in (0.1..4; see
+        ``talkingface.provenance.watermark.Watermarker``): higher survives harsher edits and
+        is less invisible. Frames keep a PSNR of 40 dB or more whatever the strength.
     """
 
     enabled: bool = True
     user: int = 0
-    psnr_db: float = 43.0
+    strength: float = 1.5
 
 
 @dataclass
@@ -281,8 +282,8 @@ def load_config(
     mark = container["watermark"]
     if not 0 <= mark["user"] < 4096:
         raise ConfigError(f"watermark.user must be in 0..4095 (12 bits), got {mark['user']}")
-    if not 30 <= mark["psnr_db"] <= 60:
-        raise ConfigError(f"watermark.psnr_db must be in 30..60 dB, got {mark['psnr_db']}")
+    if not 0.1 <= mark["strength"] <= 4:
+        raise ConfigError(f"watermark.strength must be in 0.1..4, got {mark['strength']}")
     out = container["output"]
     if (out["signing_certificate"] is None) != (out["signing_key"] is None):
         raise ConfigError(
