@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import platform
 import tempfile
 import time
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import torch
@@ -33,23 +31,9 @@ FPS = 25
 
 
 def h264(frames: np.ndarray, crf: int, fps: float = FPS) -> np.ndarray:
-    """Encode and decode ``frames`` with libx264 at ``crf`` (yuv420p, even sides)."""
-    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=round(fps))
-        stream.height, stream.width = h, w
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for frame in frames:
-            frame = np.ascontiguousarray(frame[:h, :w])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    buffer.seek(0)
-    with av.open(buffer) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    from talkingface.io import h264_round_trip
+
+    return h264_round_trip(frames, crf, fps)
 
 
 def resized(frames: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -17,7 +17,13 @@ from talkingface.io.images import MIN_IMAGE_SIDE, load_image
 from talkingface.io.provenance import PROVENANCE, container_tags, run_tags
 from talkingface.io.resample import StreamResampler, resample, resample_chunks
 from talkingface.io.video import VideoClip, probe_media, read_video, video_frames
-from talkingface.io.writers import X264_PRESETS, PNGWriter, VideoWriter, WriteResult
+from talkingface.io.writers import (
+    X264_PRESETS,
+    PNGWriter,
+    VideoWriter,
+    WriteResult,
+    h264_round_trip,
+)
 
 __all__ = [
     "MIN_AUDIO_SECONDS",
@@ -32,6 +38,7 @@ __all__ = [
     "audio_level_db",
     "check_not_silent",
     "container_tags",
+    "h264_round_trip",
     "load_audio",
     "load_image",
     "probe_media",

@@ -473,3 +473,27 @@ class PNGWriter:
     def close(self) -> int:
         """Number of files written."""
         return self.count
+
+
+def h264_round_trip(frames: np.ndarray, crf: int, fps: float = 25.0) -> np.ndarray:
+    """uint8 ``[T, H, W, 3]`` frames as they come back from H.264 (libx264, yuv420p) at
+    ``crf``, in memory: what a re-encode does to them (odd sides lose a row or column)."""
+    import io
+
+    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.height, stream.width = h, w
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in frames:
+            pixels = np.ascontiguousarray(frame[:h, :w])
+            picture = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

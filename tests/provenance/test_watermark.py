@@ -3,9 +3,6 @@ alarm on unmarked content, and every sink of the pipeline receiving marked frame
 
 from __future__ import annotations
 
-import io
-
-import av
 import cv2
 import numpy as np
 import pytest
@@ -37,20 +34,9 @@ def marked(clip):
 
 
 def _h264(frames: np.ndarray, crf: int) -> np.ndarray:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    buffer.seek(0)
-    with av.open(buffer) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    from talkingface.io import h264_round_trip
+
+    return h264_round_trip(frames, crf)
 
 
 def test_payload_layout():
