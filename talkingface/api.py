@@ -148,7 +148,12 @@ class Pipeline:
                   for kind in STAGE_KINDS]
         out_cfg = config.output
         if out_cfg.content_credentials and out_cfg.signing_certificate is not None:
-            self._signing_identity().read()  # a missing or non-PEM file fails before the run
+            try:  # a missing, unreadable or non-PEM file fails before the run
+                self._signing_identity().read()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the signing identity "
+                                  f"({out_cfg.signing_certificate}, {out_cfg.signing_key}): "
+                                  f"{exc.strerror or exc}") from exc
         self.graph = StageGraph(
             *stages,
             fps=config.fps,

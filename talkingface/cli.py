@@ -178,20 +178,25 @@ def cmd_run(args) -> int:
          f"(real-time factor {prof.real_time_factor:.2f}); config: {output.with_suffix('.yaml')}")
     if info is not None and hasattr(info, "video_duration"):
         _say(f"video {info.video_duration:.3f} s, audio {info.audio_duration:.3f} s")
+    _say_provenance(pipe)
+    if args.profile:
+        print(prof.table())
+    return 0
+
+
+def _say_provenance(pipe) -> None:
+    """The lines on the watermark and Content Credentials of the file just written."""
     if not pipe.config.watermark.enabled:
         _say("watermark: OFF (watermark.enabled=false): the frames carry no invisible "
              "provenance mark; this is recorded in the saved config and the video's metadata")
     signed = pipe.last_credentials
-    if signed is None:
+    if not pipe.config.output.content_credentials:
         _say("Content Credentials: off (output.content_credentials=false); the metadata tags "
              "still say the video is generated")
-    elif signed.signed:
+    elif signed is not None and signed.signed:
         _say("Content Credentials: signed" + (" with the local self-signed key "
              "(output.signing_certificate / signing_key set your own)" if signed.self_signed
              else ""))
-    if args.profile:
-        print(prof.table())
-    return 0
 
 
 def cmd_stream(args) -> int:
@@ -204,6 +209,7 @@ def cmd_stream(args) -> int:
     prof = pipe.last_profile
     _say(f"streamed {prof.frames} frames to {args.output}: start latency "
          f"{prof.start_latency_ms:.0f} ms, real-time factor {prof.real_time_factor:.2f}")
+    _say_provenance(pipe)
     return 0
 
 
@@ -235,15 +241,18 @@ def cmd_profile(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from talkingface.api import InputError, verify
+    from talkingface.api import TalkingFaceError, verify
 
     rows, generated, failed = [], True, False
     for path in args.files:
         try:
             (report,) = verify([path])
-        except InputError as exc:
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not hide the others
             failed = True
-            rows.append(({"path": str(path), "error": str(exc)}, f"{path}: error: {exc}"))
+            what = str(exc) if isinstance(exc, TalkingFaceError) else (
+                f"internal error: {type(exc).__name__}: {exc}")
+            rows.append(({"path": str(path), "error": what, "generated": None},
+                         f"{path}: error: {what}"))
             continue
         generated = generated and report.generated
         rows.append((report.to_dict(), report.summary()))

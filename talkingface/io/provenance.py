@@ -17,6 +17,11 @@ def run_tags(config: Any, description: str) -> dict[str, str]:
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
+    output = dict(data.get("output", {}))
+    for key in ("signing_certificate", "signing_key"):  # where the private key lives: not shared
+        if output.get(key) is not None:
+            output[key] = "<set>"
+    data = {**data, "output": output} if output else data
     mark = data.get("watermark", {})
     return {"pipeline": description,
             "watermark": (f"on (user {mark.get('user', 0)})" if mark.get("enabled", True)

@@ -3,6 +3,7 @@ AI-generated and what made it, and reading one back with the SDK's validation ve
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -247,10 +248,13 @@ def sign_mp4(path: str | Path, identity: SigningIdentity | None = None, *,
         shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except c2pa.C2paError as exc:
-        os.unlink(tmp)
+        _remove(tmp)
         return _unsigned(f"the C2PA SDK could not sign: {_sdk_message(exc)}")
+    except OSError as exc:  # disk full, the file held open by a player, ...
+        _remove(tmp)
+        return _unsigned(f"cannot write the signed copy of the video: {exc.strerror or exc}")
     except BaseException:
-        os.unlink(tmp)
+        _remove(tmp)
         raise
     return SignResult(signed=True, self_signed=identity.self_signed)
 
@@ -365,6 +369,11 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` with permissions ``mode`` (never wider, whatever the umask) and write."""
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as file:
         file.write(data)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _check_file(path: Path) -> None:

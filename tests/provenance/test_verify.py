@@ -112,3 +112,58 @@ def test_verify_exit_codes_and_json(toy, inputs, tmp_path, capsys):
     assert main(["verify", str(truncated), str(tmp_path / "missing.mp4")]) == 2
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(": error: " in line for line in lines)
+
+
+def test_formats_c2pa_cannot_read_still_verify_by_the_watermark(toy, inputs, tmp_path, capsys):
+    import av
+
+    from talkingface.provenance.watermark import Watermarker
+
+    frames = Watermarker().embed(np.repeat(
+        np.random.default_rng(3).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8), 30, 0))
+    path = tmp_path / "capture.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 256
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    report = verify_file(path)
+    assert report.watermark.found and report.credentials is None and report.credentials_error
+    assert main(["verify", str(path)]) == 0
+    assert "watermark found" in capsys.readouterr().out
+
+
+def test_signing_that_cannot_write_leaves_the_file(toy, inputs, tmp_path, monkeypatch):
+    from talkingface.provenance import c2pa, sign_mp4
+
+    out = tmp_path / "o.mp4"
+    toy("output.content_credentials=false").run(*inputs, output=out)
+    before = out.read_bytes()
+
+    def refuse(*args):
+        raise PermissionError(13, "the file is open in a player")
+
+    monkeypatch.setattr(c2pa.os, "replace", refuse)
+    with pytest.warns(UserWarning, match="cannot write the signed copy"):
+        result = sign_mp4(out, c2pa.local_identity(tmp_path / "id"))
+    assert not result.signed and out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".mp4"] == ["o.mp4"]
+
+
+def test_the_signing_key_path_is_not_published(toy, inputs, tmp_path):
+    from talkingface.io import probe_media
+    from talkingface.provenance import local_identity
+
+    identity = local_identity(tmp_path / "id")
+    out = tmp_path / "o.mp4"
+    pipe = toy(f"output.signing_certificate={identity.certificate}",
+               f"output.signing_key={identity.private_key}")
+    pipe.run(*inputs, output=out)
+    assert pipe.last_credentials.signed
+    config = json.loads(probe_media(out)["metadata"]["talkingface_config"])
+    assert config["output"]["signing_key"] == "<set>"
+    assert str(tmp_path / "id") not in json.dumps(probe_media(out)["metadata"])

@@ -136,3 +136,10 @@ def test_a_filter_that_drops_frames_is_refused(pm, speech):
                        frame_filters=[Dropper()])
     with pytest.raises(ContractError, match="frame filter 'dropper' must return Frames"):
         graph.run(demo_portrait(), speech)
+
+
+def test_detector_input_is_checked():
+    with pytest.raises(ValueError, match=r"uint8 RGB \[H, W, 3\]"):
+        detect([np.zeros((64, 64, 4), np.uint8)])
+    with pytest.raises(ValueError, match="one size"):
+        detect([np.zeros((64, 64, 3), np.uint8), np.zeros((80, 64, 3), np.uint8)])
