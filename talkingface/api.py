@@ -244,8 +244,9 @@ class Pipeline:
         sink: Sink | None = None,
         progress: bool = False,
     ) -> RunResult:
-        """Batch run. With ``output`` (an .mp4 path) frames stream to the file and the resolved
-        config is saved beside it; without, frames are returned in ``result.frames``.
+        """Batch run. With ``output`` (an .mp4 path) frames stream to the file, which is signed
+        with Content Credentials, and the resolved config is saved beside it; without, frames
+        are returned in ``result.frames`` (uint8 once watermarked, whatever the renderer made).
         ``progress`` shows a progress bar (tqdm) on stderr."""
         portrait = as_portrait(image)
         clip = self.load_audio(audio)

@@ -116,7 +116,10 @@ def check_compatible(audio: AudioEncoder, motion: MotionGenerator, render: Rende
 
 
 class StageGraph:
-    """audio → motion → render, with the plugin manager's hooks around every call."""
+    """audio → motion → render → frame filters, with the plugin manager's hooks around every
+    call. ``frame_filters`` (none by default) treat every rendered frame before any sink sees
+    it; ``talkingface.api.Pipeline`` adds the provenance watermark there, so a graph built by
+    hand carries no watermark unless it is given one."""
 
     def __init__(
         self,

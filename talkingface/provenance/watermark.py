@@ -202,8 +202,12 @@ class WatermarkReport:
 
 
 class WatermarkDetector:
-    """Pools whitened frames (any size, the same for all), then decides. Feed frames with
-    :meth:`add` (uint8 ``[H, W, 3]`` RGB or ``[T, H, W, 3]``) and call :meth:`report`."""
+    """Pools frames (any size, the same for all), then decides. Feed frames with :meth:`add`
+    (uint8 ``[H, W, 3]`` RGB or ``[T, H, W, 3]``) and call :meth:`report`.
+
+    The mark is the same in every frame, so the frames' luma is averaged first (cheap per
+    frame) and whitened once: moving content blurs out of the average, the mark stays.
+    """
 
     def __init__(self) -> None:
         self._sum: np.ndarray | None = None
@@ -217,27 +221,27 @@ class WatermarkDetector:
             raise ValueError(f"watermark detection takes uint8 RGB [H, W, 3] or [T, H, W, 3], "
                              f"got {frames.dtype} {tuple(frames.shape)}")
         for frame in frames:
-            luma = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
-            highpass = luma - cv2.GaussianBlur(luma, (0, 0), 2.0)
-            contrast = np.sqrt(cv2.GaussianBlur(highpass * highpass, (0, 0), 4.0)) + 2.0
-            residual = highpass / contrast
-            if self._sum is not None and self._sum.shape != residual.shape:
+            luma = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+            if self._sum is not None and self._sum.shape != luma.shape:
                 raise ValueError("watermark detection needs frames of one size")
-            self._sum = residual if self._sum is None else self._sum + residual
+            if self._sum is None:
+                self._sum = np.zeros(luma.shape, np.float32)
+            cv2.accumulate(luma, self._sum)
             self.frames += 1
 
     def report(self) -> WatermarkReport:
         """The decision on the frames added so far (not found for none)."""
         if self._sum is None:
             return WatermarkReport(False, 0.0, 0)
+        residual = _whitened(self._sum / self.frames)
         best = None
-        for estimate in _scale_candidates(self._sum):
+        for estimate in _scale_candidates(residual):
             # The autocorrelation places a resize within about half a percent; the
             # correlation peak is that narrow, so each estimate is refined around it.
             fine = (estimate,) if estimate == (1.0, 1.0) else tuple(
                 (estimate[0] + d, estimate[1] + d) for d in (-0.006, -0.003, 0.0, 0.003, 0.006))
             for scale in fine:
-                z, shift, aligned = _sync(_fold(_rescaled(self._sum, scale)))
+                z, shift, aligned = _sync(_fold(_rescaled(residual, scale)))
                 if best is None or z > best[0]:
                     best = (z, shift, aligned, scale)
         z, shift, aligned, scale = best
@@ -253,6 +257,15 @@ class WatermarkDetector:
             version=(word >> USER_BITS) & 0xF, user=word & ((1 << USER_BITS) - 1),
             bit_errors=errors,
         )
+
+
+def _whitened(luma: np.ndarray) -> np.ndarray:
+    """The luma's high-pass (what a 2-pixel blur removes) divided by its local contrast, so that
+    flat and busy areas weigh alike."""
+    import cv2
+
+    highpass = luma - cv2.GaussianBlur(luma, (0, 0), 2.0)
+    return highpass / (np.sqrt(cv2.GaussianBlur(highpass * highpass, (0, 0), 4.0)) + 2.0)
 
 
 def detect(frames: Iterable[np.ndarray]) -> WatermarkReport:
