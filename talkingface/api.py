@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -212,7 +211,8 @@ class Pipeline:
 
     last_credentials = None
     """The Content Credentials result (:class:`talkingface.provenance.SignResult`) of the last
-    MP4 file written, or None when none was signed (``output.content_credentials=false``)."""
+    MP4 written (unsigned, with the reason, for a stream to a pipe), or None before any or
+    with ``output.content_credentials=false``."""
 
     def _settings(self):
         return process_settings(self.config.threads, self.config.kernels.backend)
@@ -401,9 +401,11 @@ class Pipeline:
         if isinstance(output, (str, Path)):
             self._finish_file(Path(output))
         elif self.config.output.content_credentials:
-            _warn_once("Content Credentials are not added to a stream written to a pipe or file "
-                       "object (the manifest covers the finished file); the metadata tags "
-                       "still say it is generated")
+            from talkingface.provenance import not_signed
+
+            self.last_credentials = not_signed(
+                "they are not added to a stream written to a pipe or file object (the manifest "
+                "covers the finished file)")
 
     def _finish_file(self, path: Path) -> None:
         """What follows a finished MP4: the resolved config beside it and Content Credentials
@@ -450,24 +452,14 @@ class Pipeline:
         path = Path(output)
         _check_output_path(path)
         out_cfg = self.config.output
+        metadata = self.metadata()
 
         def open_video(frame_size: tuple[int, int]) -> VideoWriter:
             return VideoWriter(path, self.config.fps, frame_size, audio=clip,
-                               metadata=self.metadata(), crf=out_cfg.crf, preset=out_cfg.preset)
+                               metadata=metadata, crf=out_cfg.crf, preset=out_cfg.preset)
 
-        pngs = None
-        if out_cfg.frames_dir:
-            pngs = PNGWriter(out_cfg.frames_dir, metadata=self.metadata())
+        pngs = PNGWriter(out_cfg.frames_dir, metadata=metadata) if out_cfg.frames_dir else None
         return _FileSink(open_video, pngs, size)
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        warnings.warn(message, stacklevel=3)
 
 
 def _check_output_path(path: Path) -> None:

@@ -44,16 +44,23 @@ class StageEvent:
 
 def _fold(table: dict[tuple[str, str, str], dict[str, Any]], e: StageEvent) -> None:
     """Add one event to the per-(kind, stage, method) totals in ``table``."""
-    row = table.setdefault((e.kind, e.stage, e.method), {
-        "kind": e.kind, "stage": e.stage, "method": e.method, "calls": 0, "frames": 0,
-        "total_ms": 0.0, "gpu_ms": None, "peak_mem_mb": 0.0, "backend": e.backend,
+    _add(table, (e.kind, e.stage, e.method), e.backend, 1, e.frames, e.wall_ms, e.gpu_ms,
+         e.peak_mem_mb)
+
+
+def _add(table, key, backend, calls, frames, total_ms, gpu_ms, peak_mem_mb) -> None:
+    """Add counts and times to the row of ``key = (kind, stage, method)`` in ``table``."""
+    kind, stage, method = key
+    row = table.setdefault(key, {
+        "kind": kind, "stage": stage, "method": method, "calls": 0, "frames": 0,
+        "total_ms": 0.0, "gpu_ms": None, "peak_mem_mb": 0.0, "backend": backend,
     })
-    row["calls"] += 1
-    row["frames"] += e.frames
-    row["total_ms"] += e.wall_ms
-    if e.gpu_ms is not None:
-        row["gpu_ms"] = (row["gpu_ms"] or 0.0) + e.gpu_ms
-    row["peak_mem_mb"] = max(row["peak_mem_mb"], e.peak_mem_mb)
+    row["calls"] += calls
+    row["frames"] += frames
+    row["total_ms"] += total_ms
+    if gpu_ms is not None:
+        row["gpu_ms"] = (row["gpu_ms"] or 0.0) + gpu_ms
+    row["peak_mem_mb"] = max(row["peak_mem_mb"], peak_mem_mb)
 
 
 @dataclass
@@ -106,14 +113,8 @@ class Profile:
         for e in self.events:
             _fold(table, e)
         for key, done in self.folded.items():
-            row = table.setdefault(key, {**done, "calls": 0, "frames": 0, "total_ms": 0.0,
-                                         "gpu_ms": None, "peak_mem_mb": 0.0})
-            row["calls"] += done["calls"]
-            row["frames"] += done["frames"]
-            row["total_ms"] += done["total_ms"]
-            if done["gpu_ms"] is not None:
-                row["gpu_ms"] = (row["gpu_ms"] or 0.0) + done["gpu_ms"]
-            row["peak_mem_mb"] = max(row["peak_mem_mb"], done["peak_mem_mb"])
+            _add(table, key, done["backend"], done["calls"], done["frames"], done["total_ms"],
+                 done["gpu_ms"], done["peak_mem_mb"])
         for row in table.values():
             # Per-frame figures only for calls that produce frames (not load/prepare).
             per = row["frames"]

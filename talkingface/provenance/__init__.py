@@ -8,6 +8,7 @@ from talkingface.provenance.c2pa import (
     SigningIdentity,
     SignResult,
     local_identity,
+    not_signed,
     read_manifest,
     sign_mp4,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "SigningIdentity",
     "Verification",
     "local_identity",
+    "not_signed",
     "read_manifest",
     "sign_mp4",
     "verify_file",

@@ -222,21 +222,21 @@ def sign_mp4(path: str | Path, identity: SigningIdentity | None = None, *,
         try:
             identity = local_identity()
         except ConfigError as exc:
-            return _unsigned(str(exc))
+            return not_signed(str(exc))
     try:
         certificate, key = identity.read()
     except OSError as exc:
-        return _unsigned(f"cannot read the signing identity: {exc}")
+        return not_signed(f"cannot read the signing identity: {exc}")
     try:
         import c2pa
     except (ImportError, OSError) as exc:
-        return _unsigned(f"Content Credentials need c2pa-python, which cannot be loaded "
+        return not_signed(f"Content Credentials need c2pa-python, which cannot be loaded "
                          f"({exc}): {_INSTALL}")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".c2pa{path.suffix}",
                                    dir=path.parent)
     except OSError as exc:
-        return _unsigned(f"cannot write beside {path}: {exc}")
+        return not_signed(f"cannot write beside {path}: {exc}")
     try:
         with os.fdopen(fd, "w+b") as dest, open(path, "rb") as source:
             info = c2pa.C2paSignerInfo(identity.algorithm, certificate, key, None)
@@ -249,10 +249,10 @@ def sign_mp4(path: str | Path, identity: SigningIdentity | None = None, *,
         os.replace(tmp, path)
     except c2pa.C2paError as exc:
         _remove(tmp)
-        return _unsigned(f"the C2PA SDK could not sign: {_sdk_message(exc)}")
+        return not_signed(f"the C2PA SDK could not sign: {_sdk_message(exc)}")
     except OSError as exc:  # disk full, the file held open by a player, ...
         _remove(tmp)
-        return _unsigned(f"cannot write the signed copy of the video: {exc.strerror or exc}")
+        return not_signed(f"cannot write the signed copy of the video: {exc.strerror or exc}")
     except BaseException:
         _remove(tmp)
         raise
@@ -389,7 +389,9 @@ def _sdk_message(exc: Exception) -> str:
     return " ".join(re.sub(r"\s*\(self#jumbf=[^)]*\)", "", str(exc)).split())
 
 
-def _unsigned(reason: str) -> SignResult:
+def not_signed(reason: str) -> SignResult:
+    """The result for a video that gets no Content Credentials, and a warning saying why (once
+    per reason per process)."""
     if reason not in _warned:
         _warned.add(reason)
         warnings.warn(f"no Content Credentials: {reason} (the video's other provenance marks "

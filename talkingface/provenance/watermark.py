@@ -6,8 +6,8 @@ Embedding adds ``mask * (sync + payload patterns)`` to R, G and B alike (so only
 changes), with the pattern tiled every ``TILE`` pixels and band-limited to mid frequencies
 (wavelengths of 6 to 32 pixels: below what H.264 at high CRF, scaling and blur remove, above
 what is visible as blotches), its local strength following the texture so that flat areas
-get under a grey level and the frame's PSNR stays at 40 dB or more. The detector whitens each
-frame (high-pass, divided by the local contrast), sums the frames, folds the sum into one tile
+get under a grey level and the frame's PSNR stays at 40 dB or more. The detector averages the
+frames' luma, whitens it (high-pass, divided by the local contrast), folds it into one tile
 (so a crop, which shifts the pattern, only shifts the fold cyclically), estimates a rescale
 from the tiling's periodicity, and correlates with the known part of the pattern over every
 cyclic shift: the peak's z-score is the confidence. Nothing is learned and nothing downloads;
@@ -155,14 +155,13 @@ def _texture_mask(gray: np.ndarray, cv2) -> tuple[np.ndarray, float]:
     contrast term weighs it: it hides in texture and stays faint on flat skin and along
     edges. Also the mean of its square."""
     h, w = gray.shape
-    small = cv2.resize(gray, (max(1, w // 4), max(1, h // 4)),
-                       interpolation=cv2.INTER_AREA).astype(np.float32)
-    sharp = cv2.resize(cv2.resize(gray, (max(1, w // 2), max(1, h // 2)),
-                                  interpolation=cv2.INTER_AREA).astype(np.float32),
-                       (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
-    energy = cv2.resize(cv2.resize(gray.astype(np.float32) ** 2, (max(1, w // 2), max(1, h // 2)),
-                                   interpolation=cv2.INTER_AREA),
-                        (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    half, quarter = (max(1, w // 2), max(1, h // 2)), (max(1, w // 4), max(1, h // 4))
+
+    def shrink(image: np.ndarray) -> np.ndarray:  # area means at half, then quarter size
+        half_size = cv2.resize(image, half, interpolation=cv2.INTER_AREA).astype(np.float32)
+        return cv2.resize(half_size, quarter, interpolation=cv2.INTER_AREA)
+
+    sharp, energy = shrink(gray), shrink(gray.astype(np.float32) ** 2)
     contrast = np.sqrt(np.maximum(cv2.blur(energy, (3, 3)) - cv2.blur(sharp, (3, 3)) ** 2, 0.0))
     # An edge is contrast too, but noise along an edge shows: the minimum over about 12 px
     # keeps texture (contrast all around) and drops lone edges.
