@@ -200,6 +200,25 @@ class RestFace:
         return RestFace(points, measures, height, head_pivot(points), frame)
 
 
+_MOUTH_MEASURES = 8
+"""The first eight of :data:`MEASURES` describe the mouth (lips, width, corners, chin)."""
+
+
+def neutral_change(changes: np.ndarray) -> np.ndarray:
+    """``[M]`` the measures of a clip's neutral face, as changes from its rest face, from the
+    changes of its face frames ``[N, M]``: the mouth as in its most closed frames (the mean of
+    the mouth measures where the lip gap is at most its 10th percentile), the eyes as open as
+    they usually are (90th percentile: blinks are brief), the rest at their medians. For a rest
+    frame caught mid-word or mid-blink."""
+    out = np.median(changes, axis=0)
+    gap = changes[:, MEASURES.index("lip_gap")]
+    closed = gap <= np.percentile(gap, 10)
+    out[:_MOUTH_MEASURES] = changes[closed, :_MOUTH_MEASURES].mean(0)
+    for eye in ("eye_l", "eye_r"):
+        out[MEASURES.index(eye)] = np.percentile(changes[:, MEASURES.index(eye)], 90)
+    return out
+
+
 def face_measures(points: np.ndarray, rest: np.ndarray, height: float) -> np.ndarray:
     """The :data:`MEASURES` ``[M]`` of ``points [478, 3]`` (already aligned to the rest face's
     head), in the units of :data:`MEASURE_BASES`; ``rest [478, 3]`` gives the units of the
@@ -277,6 +296,10 @@ class MotionFitter:
     def fit(self, points: np.ndarray) -> FrameFit:
         """Pose and expression of one face ``points [478, 3]`` (same image units as the rest)."""
         pose, change, residual = self.measure(points)
+        return FrameFit(pose, self.solve(change), residual)
+
+    def solve(self, change: np.ndarray) -> np.ndarray:
+        """Expression coefficients ``[K]`` (FIT_NAMES) from a measure change ``[M]``."""
         from scipy.optimize import nnls
 
         target = np.concatenate([change * self._weight, np.zeros(len(self._signs))])
@@ -298,8 +321,7 @@ class MotionFitter:
         expression = np.zeros(len(FIT_NAMES))
         for value, (index, sign) in zip(solution, self._signs, strict=True):
             expression[index] += sign * value
-        expression = np.clip(expression, np.where(self._signed_mask, -1.0, 0.0), self._upper)
-        return FrameFit(pose, expression, residual)
+        return np.clip(expression, np.where(self._signed_mask, -1.0, 0.0), self._upper)
 
     def measure(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """``(pose [6], measure change [M], residual)`` of one face ``points [478, 3]``.

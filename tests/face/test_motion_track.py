@@ -164,3 +164,21 @@ def test_measure_bases_follow_the_renderer():
             continue  # the meaning of gaze, not a measurement (see MEASURE_BASES)
         # Within the measures' own noise (MEASURE_NOISE): one size, one portrait.
         assert (np.abs(row - MEASURE_BASES[name]) < MEASURE_NOISE).all(), (name, row)
+
+
+def test_neutral_rest_for_a_clip_that_starts_mid_word(rendered_talk):
+    motion, frames, _, _ = rendered_talk
+    start = int(motion.get("jaw_open")[:40].argmax())  # the widest open mouth of the start
+    truth = motion.get("jaw_open")[start:]
+    assert truth[0] > 0.4
+    clip = (frames.data[start:], 25.0)
+    first, neutral = extract_motion(clip), extract_motion(clip, rest="neutral")
+    # Against the open first frame a closed mouth can only read as pressed lips, not as a
+    # jaw that closes; against the clip's neutral face the jaw reads as it moved.
+    assert _corr(first.motion.get("jaw_open"), truth) < 0.8
+    assert _corr(neutral.motion.get("jaw_open"), truth) > 0.95
+    assert float((neutral.motion.get("jaw_open") - truth).abs().mean()) < 0.08
+    assert neutral.motion.get("lip_press").mean() < first.motion.get("lip_press").mean()
+    torch.testing.assert_close(neutral.motion.pose, first.motion.pose)  # the pose is the same
+    with pytest.raises(InputError, match="rest must be"):
+        extract_motion(clip, rest="middle")
