@@ -16,15 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkingface.face.landmarks import (
-    CHIN,
-    EYE_LID_POINTS,
-    FACE_OVAL,
-    FOREHEAD,
-    IRISES,
-    LEFT_CHEEK,
-    RIGHT_CHEEK,
-)
+from talkingface.face.landmarks import CHIN, EYE_LID_POINTS, FOREHEAD, IRISES
+from talkingface.face.measures import head_pivot
 
 FIT_NAMES: tuple[str, ...] = (
     "jaw_open", "mouth_wide", "mouth_round", "lip_press", "smile", "frown",
@@ -123,14 +116,6 @@ _OPPOSED = (("mouth_wide", "mouth_round"), ("smile", "frown"), ("brow_up", "brow
 def face_height(points: np.ndarray) -> float:
     """Forehead-to-chin distance in the image plane (the unit of ``tx``, ``ty``)."""
     return float(np.linalg.norm(points[FOREHEAD, :2] - points[CHIN, :2]))
-
-
-def head_pivot(points: np.ndarray) -> np.ndarray:
-    """``[3]`` the point the head turns about, from its landmarks ``[478, 3]``: level with the
-    cheekbones, centred on the face oval, at the depth of the face's silhouette."""
-    oval = points[list(FACE_OVAL)]
-    cheeks = points[[LEFT_CHEEK, RIGHT_CHEEK]]
-    return np.array([oval[:, 0].mean(), cheeks[:, 1].mean(), cheeks[:, 2].mean()])
 
 
 def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -86,8 +86,10 @@ def test_track_contract(round_trip):
 def test_video_file_and_resampling(rendered_talk, round_trip):
     motion, _, _, path = rendered_talk
     _, from_frames = round_trip
-    track = extract_motion(path, fps=50.0, max_frames=40)
+    seen = []
+    track = extract_motion(path, fps=50.0, max_frames=40, progress=seen.append)
     assert track.source_fps == pytest.approx(25.0) and track.num_frames == 80
+    assert seen == [1] * 40
     # Frame 2k at 50 fps is video frame k: the same face as the in-memory frames (H.264 aside).
     jaw = track.motion.get("jaw_open")[::2]
     assert _corr(jaw, from_frames.motion.get("jaw_open")[:40]) > 0.95
