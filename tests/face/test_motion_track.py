@@ -22,7 +22,6 @@ from talkingface.face.motion_fit import (
 from talkingface.face.motion_track import MotionTrack, extract_motion
 from talkingface.pipeline.contracts import POSE_NAMES, Frames
 from talkingface.pipeline.errors import ConfigError, InputError
-from talkingface.plugins.render.mesh import pose_matrices
 
 ROUND_TRIP = {
     # name: (largest MAE, smallest correlation) against the motion that drove the render,
@@ -144,6 +143,10 @@ def test_bad_inputs(tmp_path):
 
 # The per-frame fit on exact geometry -------------------------------------------------------
 def test_head_fit_recovers_a_known_pose(portrait_landmarks):
+    # Imported here: the render plugins load the kernels, which the kernel tests' conftest must
+    # see first (it builds them for the interpreter).
+    from talkingface.plugins.render.mesh import pose_matrices
+
     rest = RestFace.from_points(portrait_landmarks.points.numpy())
     pose = torch.tensor([[0.2, -0.12, 0.08, 0.05, -0.03, 1.1]])
     rot = pose_matrices(pose)[0].double().numpy()  # s R in image axes, as meshwarp renders
