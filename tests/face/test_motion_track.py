@@ -95,6 +95,17 @@ def test_video_file_and_resampling(rendered_talk, round_trip):
     assert float((jaw - from_frames.motion.get("jaw_open")[:40]).abs().mean()) < 0.05
 
 
+def test_a_tracking_analyzer_reads_the_same_motion(rendered_talk, round_trip):
+    from talkingface.face import FaceAnalyzer
+
+    _, frames, _, _ = rendered_talk
+    with FaceAnalyzer(max_faces=1, static=False) as tracker:
+        track = extract_motion(Frames(frames.data[:40], 25.0), analyzer=tracker)
+    assert track.has_face.all()
+    reference = round_trip[1].motion.get("jaw_open")[:40]
+    assert _corr(track.motion.get("jaw_open"), reference) > 0.95
+
+
 def test_frames_without_a_face_are_marked_not_invented(rendered_talk):
     _, frames, _, _ = rendered_talk
     data = frames.data[:20].clone()

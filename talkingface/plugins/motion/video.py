@@ -53,9 +53,10 @@ class VideoMotionConfig:
 
 
 class VideoMotion(MotionGenerator):
-    """Head pose and expression from a driver video, relative to the driver's rest face (its
-    first face frame's pose, exactly, after smoothing; its neutral expression, or that frame's
-    with ``rest=first``).
+    """Head pose and expression from a driver video, relative to the driver's rest face.
+
+    The rest is the driver's first face frame's pose (exactly, after smoothing) and its neutral
+    expression (that frame's with ``rest=first``).
 
     The audio features only set how many frames to make: frame ``t`` of the output takes the
     driver's motion at time ``t / fps`` (interpolated between its frames), so batch and
