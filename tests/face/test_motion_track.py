@@ -106,6 +106,15 @@ def test_a_tracking_analyzer_reads_the_same_motion(rendered_talk, round_trip):
     assert _corr(track.motion.get("jaw_open"), reference) > 0.95
 
 
+def test_stream_smoothing_is_causal(rendered_talk):
+    _, frames, _, _ = rendered_talk
+    whole = extract_motion((frames.data[:30], 25.0), smoothing="stream")
+    head = extract_motion((frames.data[:20], 25.0), smoothing="stream")
+    torch.testing.assert_close(whole.motion.expression[:20], head.motion.expression)
+    np.testing.assert_allclose(whole.raw_expression[0], whole.motion.expression[0].numpy(),
+                               atol=1e-6)
+
+
 def test_frames_without_a_face_are_marked_not_invented(rendered_talk):
     _, frames, _, _ = rendered_talk
     data = frames.data[:20].clone()
