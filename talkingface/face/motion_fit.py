@@ -1,12 +1,13 @@
 """One face's landmarks -> head pose and expression coefficients relative to a rest face: the
 per-frame step of motion extraction (:mod:`talkingface.face.motion_track`).
 
-The head is a similarity fit (Umeyama) of the rigid points of the face (nose, eye corners,
-temples, cheekbones) onto the rest face's; with the head removed, a handful of landmark measures
-(lip gap and thickness, mouth width, corner height, eyelid gaps, iris offsets, brow height)
-change linearly with the expression coefficients, and a non-negative least-squares solve
-inverts that map. The map is :data:`MEASURE_BASES`, the landmark displacement that ``meshwarp``
-renders per unit coefficient, so extraction reads back the motion that drove a render.
+The head pose is fitted to the image positions of the rigid points of the face (the band of
+eyes and nose bridge, :data:`RIGID_POINTS`) with the rest face's 3D shape, turning about the
+neck as the renderers turn heads (:func:`head_pivot`). With the head removed, a handful of
+landmark measures (lip gap and thickness, mouth width, corner height, eyelid gaps, iris offset,
+brow height) change about linearly with the expression coefficients, and a non-negative
+least-squares solve inverts that map. The map is :data:`MEASURE_BASES`: how ``meshwarp``
+renders each coefficient, as the landmarker reads it back, so extraction inverts our renderer.
 """
 
 from __future__ import annotations
