@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from talkingface import assets
-from talkingface.assets import demo_portrait
-from talkingface.face import FaceAnalyzer, FaceLandmarks
-from talkingface.pipeline.registry import PluginManager
-from tests.pipeline.toy_stages import TestStagesPlugin
+# Triton kernels run on the CPU interpreter in tests. Set before anything imports
+# talkingface.kernels, since its kernels are built for whichever mode is on at import; `gpu`
+# tests turn it off per test (tests/kernels/conftest.py).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from talkingface import assets  # noqa: E402
+from talkingface.assets import demo_portrait  # noqa: E402
+from talkingface.face import FaceAnalyzer, FaceLandmarks  # noqa: E402
+from talkingface.pipeline.registry import PluginManager  # noqa: E402
+from tests.pipeline.toy_stages import TestStagesPlugin  # noqa: E402
 
 
 @pytest.fixture(scope="session")

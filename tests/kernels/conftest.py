@@ -1,12 +1,7 @@
 """Kernel tests: Triton kernels run on the CPU interpreter; `gpu` tests run compiled on CUDA."""
 
-import os
-
 import pytest
 import torch
-
-# Before any test module imports talkingface.kernels, so its kernels are built interpreted.
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import pytest
+import torch
 
-# Before talkingface.kernels is imported, so its Triton kernels are built for the interpreter
-# (as tests/kernels/conftest.py does): the backend-parity test runs them on CPU tensors.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from talkingface.plugins.render.liveportrait import SMALL_CONFIG, LivePortraitModels  # noqa: E402
+from talkingface.plugins.render.liveportrait import SMALL_CONFIG, LivePortraitModels
 
 
 @pytest.fixture(scope="module")
