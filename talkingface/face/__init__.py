@@ -4,7 +4,7 @@ their index sets, aligned crops, paste-back into the portrait, and face measures
     from talkingface.face import FaceAnalyzer, align_crop, mouth_opening
 """
 
-from talkingface.face.align import align_crop
+from talkingface.face.align import align_crop, eye_mouth_crop
 from talkingface.face.analyzer import FaceAnalyzer, as_rgb_uint8
 from talkingface.face.landmarks import NUM_LANDMARKS, FaceLandmarks
 from talkingface.face.measures import eye_openness, head_pose, mouth_opening
@@ -20,6 +20,7 @@ __all__ = [
     "align_crop",
     "as_rgb_uint8",
     "build_paste_back",
+    "eye_mouth_crop",
     "eye_openness",
     "head_pose",
     "mouth_opening",
