@@ -45,11 +45,10 @@ WEIGHTS_HINT = (
 )
 CROP_SIZE = 512
 """Side of the face crop and of the frames: upstream crops at 512 and its decoder outputs 512."""
-INPUT_SIZE = 256
-"""Side of the networks' input image."""
 _FEATHER = 16 / 512
 """Width of the paste-back mask's linear ramp along the crop border, in crop sides (upstream's
 ``mask_template.png`` ramps over its outer 16 of 512 pixels)."""
+_NETWORK_SIZES = ("full", "small")
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -66,6 +65,8 @@ class LivePortraitConfig:
             "triton" (None: the process default, ``kernels.backend``).
         compile: ``torch.compile`` the warp and decode networks (GPU; slow first frames).
         batch_frames: frames warped and decoded together.
+        networks: network sizes: "full", the published ones; "small", the same networks at
+            toy size (random test checkpoints, e.g. ``LivePortraitModels.save``).
         stitching: apply the stitching network (keeps the face's border on the portrait's
             shoulders, as upstream does by default).
         paste_back: output the whole portrait with the animated face composited in place
@@ -82,6 +83,7 @@ class LivePortraitConfig:
     backend: str | None = None
     compile: bool = False
     batch_frames: int = 8
+    networks: str = "full"
     stitching: bool = True
     paste_back: bool = False
     paste_back_max_side: int = 1920
@@ -115,6 +117,11 @@ class LivePortraitRenderer(Renderer):
         if cfg.dtype not in _DTYPES:
             raise ConfigError(
                 f"liveportrait: dtype must be one of {', '.join(_DTYPES)}, got {cfg.dtype!r}"
+            )
+        if cfg.networks not in _NETWORK_SIZES:
+            raise ConfigError(
+                f"liveportrait: networks must be one of {', '.join(_NETWORK_SIZES)}, "
+                f"got {cfg.networks!r}"
             )
         if cfg.batch_frames < 1:
             raise ConfigError(
@@ -153,15 +160,17 @@ class LivePortraitRenderer(Renderer):
     def load(self) -> None:
         self._check_weights(missing_ok=False)
         from talkingface.face import FaceAnalyzer
-        from talkingface.plugins.render.liveportrait import load_models
+        from talkingface.plugins.render.liveportrait import FULL_CONFIG, SMALL_CONFIG, load_models
 
         cfg = self.config
+        sizes = {"full": FULL_CONFIG, "small": SMALL_CONFIG}[cfg.networks]
         self.models = load_models(
             Path(cfg.weights).expanduser(),
             device=self.device,
             dtype=_DTYPES[cfg.dtype],
             kernel_backend=cfg.backend,
             compile=cfg.compile,
+            config=sizes,
         )
         self._analyzer = FaceAnalyzer(max_faces=4, static=True)
         self.loaded = True
@@ -178,7 +187,7 @@ class LivePortraitRenderer(Renderer):
         crop = eye_mouth_crop(portrait.pixels, face, size=CROP_SIZE)
         m = self.models
         with torch.no_grad():
-            image = network_input(crop.image).to(self.device)
+            image = network_input(crop.image, m.config.input_size).to(self.device)
             feature_3d = m.extract_feature_3d(image)
             info = m.get_kp_info(image)
             kp_source = m.transform_keypoint(info)
@@ -278,12 +287,12 @@ class LivePortraitRenderer(Renderer):
         return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def network_input(crop: torch.Tensor) -> torch.Tensor:
-    """The networks' input ``[1, 3, 256, 256]`` in 0..1 from a uint8 ``[512, 512, 3]`` crop
-    (area filter, as upstream's cropper)."""
+def network_input(crop: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """The networks' input ``[1, 3, size, size]`` in 0..1 from a uint8 ``[512, 512, 3]`` crop
+    (area filter, as upstream's cropper; the published networks take 256)."""
     import cv2
 
-    small = cv2.resize(np.ascontiguousarray(crop.numpy()), (INPUT_SIZE, INPUT_SIZE),
+    small = cv2.resize(np.ascontiguousarray(crop.numpy()), (size, size),
                        interpolation=cv2.INTER_AREA)  # fmt: skip
     return torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
 
