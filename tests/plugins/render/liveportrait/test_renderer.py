@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from talkingface.pipeline.contracts import (
     EXPRESSION_NAMES,
@@ -255,3 +256,57 @@ def test_motion_without_the_jaw_is_refused():
     motion = neutral_motion(1, names=tuple(n for n in EXPRESSION_NAMES if n != "jaw_open"))
     with pytest.raises(ContractError, match="jaw_open"):
         _stage().render(_prepared(_stage()), motion)
+
+
+def test_the_profile_shows_the_kernel_backend_it_ran(pm):
+    from talkingface.plugins.audio.energy import EnergyEncoder
+    from talkingface.plugins.motion.rules import RulesMotion
+
+    graph = StageGraph(EnergyEncoder(), RulesMotion(), _stage(), plugin_manager=pm)
+    profile = graph.run(_prepared(_stage()), synthetic_speech(0.12)).profile
+    rows = {(r["kind"], r["method"]): r["backend"] for r in profile.rows()}
+    assert rows[("render", "render")] == "torch"
+    assert "render [torch]" in profile.table()
+
+
+def _inputs(tmp_path: Path) -> tuple[Path, Path]:
+    import PIL.Image
+    import soundfile as sf
+
+    image, audio = tmp_path / "portrait.png", tmp_path / "speech.wav"
+    PIL.Image.fromarray(_portrait().pixels.numpy()).save(image)
+    sf.write(audio, synthetic_speech(0.4).samples.numpy(), 16000)
+    return image, audio
+
+
+def test_run_end_to_end_with_a_weights_folder(tmp_path, capsys):
+    """`talkingface run -i portrait -a speech render=liveportrait render.params.weights=DIR`:
+    crop, networks, paste-back, watermark, Content Credentials and the MP4."""
+    from talkingface.api import verify
+    from talkingface.cli import main
+    from talkingface.io import probe_media
+
+    image, audio = _inputs(tmp_path)
+    out = tmp_path / "lp.mp4"
+    assert main(["run", "-i", str(image), "-a", str(audio), "-o", str(out), "render=liveportrait",
+                 f"render.params.weights={weights_dir()}", "render.params.networks=small",
+                 "render.params.paste_back=true", "threads=1"]) == 0  # fmt: skip
+    info = probe_media(out)
+    assert info["video"]["frames"] == 10 and (info["video"]["width"], info["video"]["height"]) == (
+        512, 512)  # fmt: skip
+    saved = OmegaConf.load(tmp_path / "lp.yaml").render
+    assert saved.name == "liveportrait" and saved.params.weights == str(weights_dir())
+    report = verify([out])[0]
+    assert report.generated and report.tagged
+
+
+def test_run_without_weights_is_one_line_saying_where_to_get_them(tmp_path, capsys):
+    from talkingface.cli import main
+
+    image, audio = _inputs(tmp_path)
+    out = tmp_path / "lp.mp4"
+    assert main(["run", "-i", str(image), "-a", str(audio), "-o", str(out),
+                 "render=liveportrait"]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "huggingface.co/KwaiVGI/LivePortrait" in err[0]
+    assert "render.params.weights=DIR" in err[0] and not out.exists()
