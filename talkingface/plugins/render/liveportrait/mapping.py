@@ -7,7 +7,7 @@ with the portrait's own canonical keypoints ``kp_c``:
 
 - head pose: our yaw/pitch/roll (radians, relative to the portrait) are added, in degrees, to
   the portrait's own angles as the motion extractor sees them (upstream's image retargeting
-  does the same); ``R`` is upstream's Euler convention (``src/utils/camera.py``);
+  does the same); ``R`` is upstream's Euler convention (:mod:`.keypoints`);
 - head distance: ``Motion.pose`` scale multiplies the portrait's keypoint scale; tx/ty (in face
   heights, image right/down) shift ``t`` by the face height in keypoint units;
 - smile, frown, brows, gaze, mouth width and rounding: offsets of the expression ``exp`` along
@@ -27,6 +27,7 @@ import torch
 
 from talkingface.pipeline.contracts import LIVEPORTRAIT_LATENT, LIVEPORTRAIT_SPACE, Motion
 from talkingface.pipeline.errors import ContractError
+from talkingface.plugins.render.liveportrait.keypoints import transform_keypoints
 
 NUM_KEYPOINTS = 21
 LATENT_WIDTH = sum(width for _, width in LIVEPORTRAIT_LATENT)
@@ -129,27 +130,6 @@ class MappingGains:
     lip_open_ratio: float = 0.6
 
 
-def rotation_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """Upstream's rotation for row-vector keypoints (``kp @ R``), angles ``[T]`` in degrees.
-
-    ``R = (Rz(roll) Ry(yaw) Rx(pitch))^T``: ``kp @ R`` rotates each keypoint about x by pitch,
-    then y by yaw, then z by roll (right-handed rotations of column vectors).
-
-    Returns:
-        ``[T, 3, 3]``.
-    """
-    x, y, z = (torch.deg2rad(a.reshape(-1)) for a in (pitch, yaw, roll))
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-
-    def mat(*rows):
-        return torch.stack([torch.stack(r, -1) for r in rows], -2)
-
-    rot_x = mat((one, zero, zero), (zero, x.cos(), -x.sin()), (zero, x.sin(), x.cos()))
-    rot_y = mat((y.cos(), zero, y.sin()), (zero, one, zero), (-y.sin(), zero, y.cos()))
-    rot_z = mat((z.cos(), -z.sin(), zero), (z.sin(), z.cos(), zero), (zero, zero, one))
-    return (rot_z @ rot_y @ rot_x).transpose(-1, -2)
-
-
 def place_keypoints(
     kp: torch.Tensor,
     angles: torch.Tensor,
@@ -157,7 +137,8 @@ def place_keypoints(
     t: torch.Tensor,
     scale: torch.Tensor,
 ) -> torch.Tensor:
-    """``scale * (kp @ R(angles) + exp) + (t_x, t_y, 0)``: upstream's keypoint transform.
+    """``scale * (kp @ R(angles) + exp) + (t_x, t_y, 0)`` for every frame, on one portrait's
+    canonical keypoints (upstream's transform, :func:`.keypoints.transform_keypoints`).
 
     Args:
         kp: ``[1 or T, 21, 3]`` canonical keypoints.
@@ -169,11 +150,9 @@ def place_keypoints(
     Returns:
         ``[T, 21, 3]``.
     """
-    rot = rotation_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
-    out = scale[:, :, None] * (kp @ rot + exp)
-    shift = torch.zeros_like(t)
-    shift[:, :2] = t[:, :2]
-    return out + shift[:, None, :]
+    frames = angles.shape[0]
+    return transform_keypoints(kp.expand(frames, -1, -1), angles[:, 0:1], angles[:, 1:2],
+                               angles[:, 2:3], exp, scale, t)  # fmt: skip
 
 
 def expression_offsets(motion: Motion, gain: float = 1.0) -> torch.Tensor:

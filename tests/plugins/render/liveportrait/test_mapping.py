@@ -1,5 +1,5 @@
 """Tests of the motion -> driving keypoints mapping of the ``liveportrait`` renderer (no networks:
-a made-up portrait's keypoint info)."""
+a made-up portrait's keypoint info; the rotation itself is tested in test_keypoints)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from talkingface.plugins.render.liveportrait.mapping import (
     place_keypoints,
     rest_ratios,
     retarget_ratios,
-    rotation_matrix,
     semantic_keypoints,
     source_latent,
 )
@@ -39,23 +38,6 @@ def make_source(seed: int = 0) -> SourceMotion:
         lip_ratio=torch.tensor([[0.05]]),
         face_height=0.8,
     )
-
-
-def upstream_rotation(pitch: float, yaw: float, roll: float) -> torch.Tensor:
-    """The rotation written out from upstream's formulas (degrees in, kp @ R convention)."""
-    x, y, z = (math.radians(a) for a in (pitch, yaw, roll))
-    rx = torch.tensor([[1, 0, 0], [0, math.cos(x), -math.sin(x)], [0, math.sin(x), math.cos(x)]])
-    ry = torch.tensor([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
-    rz = torch.tensor([[math.cos(z), -math.sin(z), 0], [math.sin(z), math.cos(z), 0], [0, 0, 1]])
-    return (rz @ ry @ rx).T
-
-
-def test_rotation_matches_upstreams_convention():
-    angles = [(0.0, 0.0, 0.0), (10.0, -25.0, 5.0), (-30.0, 40.0, -15.0)]
-    got = rotation_matrix(*(torch.tensor([a[i] for a in angles]) for i in range(3)))
-    for i, a in enumerate(angles):
-        torch.testing.assert_close(got[i], upstream_rotation(*a).float(), atol=1e-6, rtol=0)
-    assert torch.equal(rotation_matrix(*torch.zeros(3, 1))[0], torch.eye(3))
 
 
 def test_neutral_motion_gives_the_portraits_own_keypoints():
