@@ -118,6 +118,12 @@ class LivePortraitRenderer(Renderer):
             raise ConfigError(
                 f"liveportrait: dtype must be one of {', '.join(_DTYPES)}, got {cfg.dtype!r}"
             )
+        if cfg.dtype != "float32" and self.device.type == "cpu":
+            # PyTorch's CPU kernels lack half-precision 3D pooling, which W needs.
+            raise ConfigError(
+                f"liveportrait: dtype {cfg.dtype} runs on a GPU only (device=cuda); on the CPU "
+                "use render.params.dtype=float32"
+            )
         if cfg.networks not in _NETWORK_SIZES:
             raise ConfigError(
                 f"liveportrait: networks must be one of {', '.join(_NETWORK_SIZES)}, "

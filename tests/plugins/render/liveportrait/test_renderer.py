@@ -245,8 +245,8 @@ def test_missing_weights_stop_with_where_to_get_them(tmp_path):
     assert unset.models is None
 
 
-@pytest.mark.parametrize("bad", [{"dtype": "float64"}, {"networks": "huge"},
-                                 {"batch_frames": 0}])  # fmt: skip
+@pytest.mark.parametrize("bad", [{"dtype": "float64"}, {"dtype": "float16"},
+                                 {"networks": "huge"}, {"batch_frames": 0}])  # fmt: skip
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         LivePortraitRenderer(LivePortraitConfig(weights=str(weights_dir()), **bad))
