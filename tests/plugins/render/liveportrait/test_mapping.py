@@ -171,3 +171,24 @@ def test_a_latent_of_the_wrong_width_or_space_is_refused():
                    space="other")  # fmt: skip
     with pytest.raises(ContractError, match="liveportrait-kp70"):
         latent_keypoints(other, source)
+
+
+def test_rules_motion_opens_the_lips_on_vowels_and_closes_them_on_pbm():
+    """The default motion generator through the mapping: the lip target is open on "aa" and
+    closed (below the portrait's own ratio) on a p/b/m, as meshwarp's lips are."""
+    from talkingface.pipeline.contracts import VISEME_FEATURES, VISEMES, AudioFeatures, Controls
+    from talkingface.plugins.motion.rules import RulesMotion
+
+    rows = []
+    for viseme, frames, level in (("aa", 20, 0.8), ("PP", 10, 0.5), ("aa", 20, 0.8)):
+        row = torch.zeros(len(VISEME_FEATURES))
+        row[VISEMES.index(viseme)], row[-1] = 1.0, level
+        rows += [row] * frames
+    features = AudioFeatures(torch.stack(rows), 25.0, "visemes", VISEME_FEATURES)
+    motion = RulesMotion().generate(features, Controls(seed=0))
+    source = make_source()
+    lip, _ = retarget_ratios(motion, source, MappingGains())
+    target, rest = lip[:, 1], source.lip_ratio.item()
+    assert target[10:18].min() > rest + 0.1  # open vowel
+    assert target[21:29].max() < 0.2 * rest  # p/b/m: pressed shut
+    assert target[40:48].min() > rest + 0.1
