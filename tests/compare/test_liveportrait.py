@@ -11,7 +11,6 @@ import torch
 
 from talkingface.compare import runner as R
 from talkingface.compare.report import write_all
-from talkingface.plugins.render.liveportrait import SMALL_CONFIG, LivePortraitModels
 from talkingface.testing import synthetic_speech
 
 
@@ -19,6 +18,10 @@ from talkingface.testing import synthetic_speech
 # nothing (NaN, with numpy's warning).
 @pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning")
 def test_meshwarp_and_liveportrait_side_by_side(tmp_path, portrait):
+    # Imported here: at collection time it would build the Triton kernels before
+    # tests/kernels/conftest.py turns the interpreter on for their CPU tests.
+    from talkingface.plugins.render.liveportrait import SMALL_CONFIG, LivePortraitModels
+
     weights = LivePortraitModels.from_config(SMALL_CONFIG, seed=0).save(tmp_path / "weights")
     data = tmp_path / "data"
     data.mkdir()
