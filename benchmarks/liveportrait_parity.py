@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     eye_ratio = torch.rand(1, 3, generator=gen).to(args.device)
 
     errors: dict[str, float] = {}
+    spreads: dict[str, float] = {}  # upstream's mean |value| per output: the errors' scale
     timings: dict[str, tuple[float, float]] = {}
 
     def compare(name, ours_fn, theirs_fn):
@@ -117,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             for key, value in b.items():
                 if isinstance(value, torch.Tensor):
                     errors[f"{name}.{key}"] = max_error(a[key], value)
+                    spreads[f"{name}.{key}"] = value.float().abs().mean().item()
         else:
             errors[name] = max_error(a, b)
+            spreads[name] = b.float().abs().mean().item()
         return b
 
     feature = compare(
@@ -169,15 +172,19 @@ def main(argv: list[str] | None = None) -> int:
         lambda: theirs.warp_decode(feature, kp_source, kp_driving),
     )
 
+    # How much the motion moves the image: a warp that ignored keypoints would pass parity
+    # trivially, so report the change from the identity motion too.
+    still = theirs.warp_decode(feature, kp_source, kp_source)["out"]
     out = decoded["out"]
+    print(f"\nmotion signal: max |out(kp_driving) - out(kp_source)| = {max_error(out, still):.3e}")
     print(
-        f"\ndevice {args.device}, torch {torch.__version__}; decoded image mean {out.mean():.4f}, "
+        f"device {args.device}, torch {torch.__version__}; decoded image mean {out.mean():.4f}, "
         f"std {out.std():.4f}; occlusion mean {decoded['occlusion_map'].mean():.4f}"
     )
-    print(f"{'output':<32} {'max abs error':>14}")
+    print(f"{'output':<32} {'max abs error':>14} {'upstream mean|x|':>17}")
     for name, error in errors.items():
         flag = "" if error <= args.atol else "  > atol"
-        print(f"{name:<32} {error:>14.3e}{flag}")
+        print(f"{name:<32} {error:>14.3e} {spreads[name]:>17.3e}{flag}")
     print(f"\n{'method':<22} {'ours s':>8} {'upstream s':>11}")
     for name, (ours_s, theirs_s) in timings.items():
         print(f"{name:<22} {ours_s:>8.3f} {theirs_s:>11.3f}")
