@@ -146,8 +146,14 @@ def eye_mouth_crop(
     rot = s * frame  # image -> crop: project on the crop's axes, then scale
     shift = size / 2 - rot @ centre
     matrix = np.concatenate([rot, shift[:, None]], axis=1)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
     crop_pts = np.concatenate([pts[:, :2] @ rot.T + shift, pts[:, 2:] * s], axis=1)
     crop_landmarks = FaceLandmarks(
         torch.from_numpy(crop_pts.astype(np.float32)), (size, size), landmarks.score

@@ -185,9 +185,7 @@ class LivePortraitRenderer(Renderer):
         from talkingface.face import eye_mouth_crop
 
         if not isinstance(portrait, Portrait):
-            raise TypeError(
-                f"liveportrait.prepare takes a Portrait, got {type(portrait).__name__}"
-            )
+            raise TypeError(f"liveportrait.prepare takes a Portrait, got {type(portrait).__name__}")
         self.ensure_loaded()
         face = self._analyzer.analyze(portrait.pixels, source=portrait.source)
         crop = eye_mouth_crop(portrait.pixels, face, size=CROP_SIZE)
@@ -210,8 +208,12 @@ class LivePortraitRenderer(Renderer):
         if self.config.paste_back:
             from talkingface.face import as_rgb_uint8, build_paste_back
 
-            paste = build_paste_back(as_rgb_uint8(portrait.pixels), crop.matrix.numpy(),
-                                     paste_mask(CROP_SIZE), self.config.paste_back_max_side)
+            paste = build_paste_back(
+                as_rgb_uint8(portrait.pixels),
+                crop.matrix.numpy(),
+                paste_mask(CROP_SIZE),
+                self.config.paste_back_max_side,
+            )
             state["paste"] = paste
             size = paste.size
             self._prepared_size = size

@@ -158,8 +158,12 @@ def test_jaw_opens_the_mouth_keypoints_and_a_press_closes_them():
 def _two_frames(**values) -> Motion:
     """Frame 0 neutral, frame 1 with ``values``."""
     first, second = neutral_motion(1), neutral_motion(1, **values)
-    return Motion(torch.cat([first.pose, second.pose]),
-                  torch.cat([first.expression, second.expression]), first.names, first.fps)
+    return Motion(
+        torch.cat([first.pose, second.pose]),
+        torch.cat([first.expression, second.expression]),
+        first.names,
+        first.fps,
+    )
 
 
 def test_the_portraits_own_latent_renders_as_neutral_motion():
