@@ -6,10 +6,12 @@ and warp + decode together (the per-frame cost of rendering), for each kernel ba
     python benchmarks/bench_liveportrait.py --device cpu --batch 1 --reps 3
 
 On CUDA the default runs backends torch and triton, dtypes float32, float16 and bfloat16, plus
-`torch.compile` of W and G (float16, both backends); times are CUDA-synchronised medians. On
-CPU the default is torch / float32 (Triton's CPU interpreter is for tests, not speed). Weights
-are random (`LivePortraitModels.from_config`): speed does not depend on their values. The CSV
-(appended to when it exists) records the device name with every row.
+`torch.compile` of W and G (float16, torch backend; `--compile-backends torch triton` adds the
+compiled Triton path); times are CUDA-synchronised medians. On CPU the default is torch /
+float32 (Triton's CPU interpreter is for tests, not speed). Weights are random
+(`LivePortraitModels.from_config`): speed does not depend on their values. The CSV (appended to
+when it exists) records the device name with every row; a row whose call fails (say, a compile)
+is printed with its error and recorded as NaN, and the run goes on.
 """
 
 from __future__ import annotations
@@ -122,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         help="dtypes that also get torch.compile rows for W, G and warp+decode (default: "
         "float16 on CUDA, none on CPU; pass the flag alone for none)",
     )
+    parser.add_argument(
+        "--compile-backends",
+        nargs="+",
+        choices=["torch", "triton"],
+        default=["torch"],
+        help="kernel backends that get the torch.compile rows (default: torch; each compile of "
+        "W and G takes a minute or more)",
+    )
     parser.add_argument("--modules", nargs="+", help="subset of module names (default: all)")
     parser.add_argument(
         "--config",
@@ -154,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         models = base.to(device=device, dtype=dtype)
         for backend in backends:
             models.set_kernel_backend(backend)
-            for compiled in [False] + ([True] if dtype_name in compile_dtypes else []):
+            compile_here = dtype_name in compile_dtypes and backend in args.compile_backends
+            for compiled in [False] + ([True] if compile_here else []):
                 models.compiled = compiled
                 calls = module_calls(models, batch, device, dtype)
                 for module, fn in calls.items():

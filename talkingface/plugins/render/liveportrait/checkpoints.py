@@ -131,13 +131,17 @@ def _read_file(path: Path) -> object:
 
 
 def _tensor_dict(path: Path, value: object, what: str) -> dict[str, torch.Tensor]:
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
-    ):
+    if not isinstance(value, Mapping):
         raise LivePortraitWeightsError(
             f"{path} is not a LivePortrait checkpoint: {what} should be a dict of tensors, "
             f"got {type(value).__name__}"
         )
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, torch.Tensor):
+            raise LivePortraitWeightsError(
+                f"{path} is not a LivePortrait checkpoint: {what} should be a dict of tensors, "
+                f"but its entry {key!r} is a {type(item).__name__}"
+            )
     return _strip_module_prefix(value)
 
 

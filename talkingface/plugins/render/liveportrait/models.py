@@ -45,13 +45,15 @@ class LivePortraitModels(nn.Module):
     """F, M, W, G and the three retargeting MLPs, in eval mode, with upstream's wrapper API.
 
     Inputs are cast to the models' dtype; outputs are float32 (as upstream's wrapper returns
-    them). Every method runs without autograd.
+    them). Every network method runs without autograd. Build with `load_models` (weights from
+    disk) or `from_config` (random weights, for tests and benchmarks).
 
     Attributes:
         config: the sizes the networks were built with.
         appearance_feature_extractor, motion_extractor, warping_module, spade_generator: F, M,
             W, G.
-        stitching, lip, eye: the retargeting MLPs.
+        stitching_mlp, lip_mlp, eye_mlp: the retargeting MLPs (upstream's `retarget_shoulder`,
+            `retarget_mouth`, `retarget_eye`).
     """
 
     def __init__(

@@ -170,7 +170,7 @@ def test_missing_and_unexpected_keys_are_named(small_weights_dir, tmp_path):
 def test_shape_mismatch_names_file_key_and_both_shapes(small_weights_dir, tmp_path):
     weights = _broken_copy(small_weights_dir, tmp_path)
     _edit(weights / BASE, lambda sd: sd.update(fc=None) or sd.update({"fc.bias": torch.zeros(7)}))
-    with pytest.raises(LivePortraitWeightsError, match=r"dict of tensors"):
+    with pytest.raises(LivePortraitWeightsError, match=r"dict of tensors, but its entry 'fc' is"):
         _load(weights)
     _edit(weights / BASE, lambda sd: sd.pop("fc"))
     with pytest.raises(
