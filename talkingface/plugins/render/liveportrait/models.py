@@ -39,6 +39,7 @@ from talkingface.plugins.render.liveportrait.warping import WarpingNetwork
 __all__ = ["LivePortraitModels", "load_models"]
 
 FORMATS = ("pth", "safetensors")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 class LivePortraitModels(nn.Module):
@@ -93,6 +94,7 @@ class LivePortraitModels(nn.Module):
         spectral-norm vectors get non-trivial values, so a random checkpoint exercises every
         stored tensor (tests, parity checks, benchmarks).
         """
+        _check_precision(device, dtype)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             models = cls(config, kernel_backend)
@@ -130,6 +132,7 @@ class LivePortraitModels(nn.Module):
         The networks are built on the meta device and take the checkpoint's tensors directly
         (no random init, one copy in memory), after every file's keys and shapes are checked.
         """
+        _check_precision(device, dtype)
         directory = Path(directory)
         paths = {name: checkpoint_path(directory, stem) for name, stem in BASE_MODEL_FILES.items()}
         retargeting_path = checkpoint_path(directory, RETARGETING_FILE)
@@ -361,6 +364,19 @@ class LivePortraitModels(nn.Module):
             kp_driving.float()
             + delta[:, : 3 * num_kp].reshape(batch, num_kp, 3)
             + shift[:, None, :]
+        )
+
+
+def _check_precision(device: torch.device | str, dtype: torch.dtype) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(
+            f"dtype must be one of {', '.join(map(str, DTYPES))}, got {dtype} (the kernels "
+            "support these three)"
+        )
+    if dtype != torch.float32 and torch.device(device).type != "cuda":
+        raise ValueError(
+            f"{dtype} runs on CUDA only (some 3D ops have no half-precision CPU kernel); use "
+            "dtype=torch.float32 on the CPU"
         )
 
 

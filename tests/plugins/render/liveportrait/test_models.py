@@ -164,3 +164,12 @@ def test_kernel_backends_agree(monkeypatch):
     assert last_backend("spade_modulate") == "triton"
     for key in ("out", "occlusion_map", "deformation"):
         torch.testing.assert_close(fused[key], reference[key], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "message"),
+    [(torch.float16, "CUDA only"), (torch.bfloat16, "CUDA only"), (torch.float64, "must be one")],
+)
+def test_precisions_the_networks_cannot_run_are_refused(dtype, message):
+    with pytest.raises(ValueError, match=message):
+        LivePortraitModels.from_config(SMALL_CONFIG, dtype=dtype, device="cpu")
