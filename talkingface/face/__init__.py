@@ -5,7 +5,7 @@ extraction from video.
     from talkingface.face import FaceAnalyzer, align_crop, extract_motion, mouth_opening
 """
 
-from talkingface.face.align import align_crop
+from talkingface.face.align import align_crop, eye_mouth_crop
 from talkingface.face.analyzer import FaceAnalyzer, as_rgb_uint8
 from talkingface.face.landmarks import NUM_LANDMARKS, FaceLandmarks
 from talkingface.face.measures import eye_openness, head_pivot, head_pose, mouth_opening
@@ -26,6 +26,7 @@ __all__ = [
     "as_rgb_uint8",
     "build_paste_back",
     "extract_motion",
+    "eye_mouth_crop",
     "eye_openness",
     "head_pivot",
     "head_pose",

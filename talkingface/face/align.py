@@ -1,4 +1,5 @@
-"""Aligned face crops: the square, upright crop renderers animate (:func:`align_crop`)."""
+"""Aligned face crops: the square, upright crop renderers animate (:func:`align_crop`), and
+LivePortrait's crop convention reproduced from our own landmarks (:func:`eye_mouth_crop`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from talkingface.face.analyzer import as_rgb_uint8
 from talkingface.face.landmarks import (
     CHIN,
     FOREHEAD,
+    JAW,
+    LEFT_BROW,
     LEFT_CHEEK,
     LEFT_EYE,
+    LIPS_OUTER,
+    MOUTH_CORNERS,
+    NOSE,
+    RIGHT_BROW,
     RIGHT_CHEEK,
     RIGHT_EYE,
     FaceLandmarks,
@@ -73,6 +80,81 @@ def align_crop(
         borderMode=cv2.BORDER_REPLICATE,
     )  # fmt: skip
     crop_pts = np.concatenate([rotated + shift, pts[:, 2:] * scale], axis=1)
+    crop_landmarks = FaceLandmarks(
+        torch.from_numpy(crop_pts.astype(np.float32)), (size, size), landmarks.score
+    )
+    return FaceCrop(
+        torch.from_numpy(crop), torch.from_numpy(matrix), crop_landmarks, image.shape[:2]
+    )
+
+
+# The points whose box sizes the crop: the jaw line from cheek to cheek, brows, eyes, nose and
+# lips, i.e. what a 106-point 2D face landmarker (InsightFace's, which upstream uses) covers;
+# the forehead above the brows is left out as it is there.
+_BOX_POINTS: tuple[int, ...] = tuple(
+    dict.fromkeys((*JAW, *LEFT_BROW, *RIGHT_BROW, *LEFT_EYE, *RIGHT_EYE, *NOSE, *LIPS_OUTER))
+)
+
+
+def eye_mouth_crop(
+    pixels: Any,
+    landmarks: FaceLandmarks,
+    size: int = 512,
+    scale: float = 2.3,
+    vx_ratio: float = 0.0,
+    vy_ratio: float = -0.125,
+) -> FaceCrop:
+    """Cut out a square crop on the face's eye-to-mouth axis (LivePortrait's crop convention).
+
+    The crop's y axis runs from the midpoint of the eye centres to the midpoint of the mouth
+    corners (so roll is undone); the landmarks' box in that frame, made square on its larger
+    side and multiplied by ``scale``, is the crop, its centre moved by ``vx_ratio`` and
+    ``vy_ratio`` times the crop side along the crop's x and y axes (negative ``vy_ratio``:
+    up, towards the forehead). Bilinear, and black outside the image, as upstream's cropper
+    (``src/utils/crop.py``, ``src/config/crop_config.py``: scale 2.3, vy_ratio -0.125).
+    The box uses the jaw line, brows, eyes, nose and lips of MediaPipe's mesh, the region
+    upstream's InsightFace landmarks cover, so no InsightFace model is needed.
+
+    Args:
+        pixels: uint8 ``[H, W, 3]`` RGB, the image ``landmarks`` were found in.
+        landmarks: the face, in ``pixels``' coordinates.
+        size: side of the crop in pixels (upstream crops at 512, then resizes to 256 with an
+            area filter for its networks).
+        scale: crop side / face box side.
+        vx_ratio, vy_ratio: centre shifts in crop sides, along the crop's x and y axes.
+
+    Returns:
+        A :class:`FaceCrop` with the ``[size, size, 3]`` image, the ``[2, 3]`` matrix and the
+        landmarks in crop coordinates.
+    """
+    import cv2
+
+    image = as_rgb_uint8(pixels)
+    pts = landmarks.points.detach().cpu().numpy().astype(np.float64)
+    eyes = (pts[list(LEFT_EYE), :2].mean(0) + pts[list(RIGHT_EYE), :2].mean(0)) / 2
+    mouth = pts[list(MOUTH_CORNERS), :2].mean(0)
+    axis_y = mouth - eyes
+    length = float(np.linalg.norm(axis_y))
+    axis_y = axis_y / length if length > 1e-3 else np.array([0.0, 1.0])
+    axis_x = np.array([axis_y[1], -axis_y[0]])
+    frame = np.stack([axis_x, axis_y])  # rows: the crop's axes in image coordinates
+    box = pts[list(_BOX_POINTS), :2] @ frame.T
+    lo, hi = box.min(0), box.max(0)
+    side = float((hi - lo).max()) * scale
+    centre = frame.T @ ((lo + hi) / 2) + (vx_ratio * axis_x + vy_ratio * axis_y) * side
+    s = size / max(side, 1e-6)
+    rot = s * frame  # image -> crop: project on the crop's axes, then scale
+    shift = size / 2 - rot @ centre
+    matrix = np.concatenate([rot, shift[:, None]], axis=1)
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )
+    crop_pts = np.concatenate([pts[:, :2] @ rot.T + shift, pts[:, 2:] * s], axis=1)
     crop_landmarks = FaceLandmarks(
         torch.from_numpy(crop_pts.astype(np.float32)), (size, size), landmarks.score
     )

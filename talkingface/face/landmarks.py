@@ -51,6 +51,8 @@ FOREHEAD, CHIN, NOSE_BRIDGE, NOSE_TIP = 10, 152, 168, 1
 LEFT_CHEEK, RIGHT_CHEEK = 234, 454
 GONIONS: tuple[int, int] = (172, 397)
 """The jaw angles, image-left first."""
+MOUTH_CORNERS: tuple[int, int] = (61, 291)
+"""The outer mouth corners, image-left first."""
 INNER_LIP_PAIRS: tuple[tuple[int, int], ...] = ((13, 14), (82, 87), (312, 317))
 """Upper / lower inner-lip points facing each other (mouth opening)."""
 EYE_LID_POINTS: tuple[tuple[int, int, int, int], ...] = ((159, 145, 33, 133), (386, 374, 263, 362))

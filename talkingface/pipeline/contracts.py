@@ -57,6 +57,19 @@ ENERGY_FEATURES: tuple[str, ...] = (
 """Columns of ``AudioFeatures`` of kind ``"energy"``: loudness (dBFS), 0..1 level, onset
 strength, spectral centroid (kHz), low/high band balance (dB), zero-crossing rate, voicing."""
 
+LIVEPORTRAIT_SPACE = "liveportrait-kp70"
+"""Latent space tag of motion in LivePortrait's keypoint space (JoyVASA/Ditto-style
+generators): ``Motion.latent [T, 70]`` laid out as :data:`LIVEPORTRAIT_LATENT`."""
+LIVEPORTRAIT_LATENT: tuple[tuple[str, int], ...] = (
+    ("exp", 63), ("pitch", 1), ("yaw", 1), ("roll", 1), ("t", 3), ("scale", 1),
+)  # fmt: skip
+"""Columns of a :data:`LIVEPORTRAIT_SPACE` latent, in order, with their widths: what
+LivePortrait's motion extractor reports for a driving frame. ``exp`` is the 21 x 3 expression
+deformation (keypoint-major: x, y, z of keypoint 0 first), ``pitch``/``yaw``/``roll`` are
+absolute head angles in degrees, ``t`` the translation (its z is unused) and ``scale`` the
+keypoint scale. The renderer places the portrait's own canonical keypoints ``kp`` with them:
+``scale * (kp @ R(pitch, yaw, roll) + exp) + (t_x, t_y, 0)``."""
+
 STAGE_KINDS: dict[str, str] = {
     "audio": "audio encoder",
     "motion": "motion generator",

@@ -100,6 +100,21 @@ def check_compatible(audio: AudioEncoder, motion: MotionGenerator, render: Rende
             f"{', '.join(motion.accepts)}, but audio encoder {audio.name!r} produces {kind!r}; "
             "choose another audio encoder or motion generator (`talkingface plugins`)"
         )
+    if motion.space is not None and motion.space not in render.spaces:
+        raise CompatibilityError(
+            f"motion generator {motion.name!r} produces a motion latent in space "
+            f"{motion.space!r}, but renderer {render.name!r} takes "
+            f"{_spaces_taken(render)}; choose a renderer that takes {motion.space!r} or "
+            "another motion generator (`talkingface plugins`)"
+        )
+    if motion.space is None and not render.semantic:
+        raise CompatibilityError(
+            f"renderer {render.name!r} needs a motion latent in space "
+            f"{' or '.join(render.spaces)}, but motion generator {motion.name!r} produces "
+            "no latent (semantic pose and expression only)"
+        )
+    if motion.space is not None:
+        return  # the renderer draws from the latent; expression names do not matter
     missing = [n for n in render.requires if n not in motion.provides]
     if missing:
         raise CompatibilityError(
@@ -107,12 +122,14 @@ def check_compatible(audio: AudioEncoder, motion: MotionGenerator, render: Rende
             f"that motion generator {motion.name!r} does not provide (it provides: "
             f"{', '.join(motion.provides) or 'none'})"
         )
-    if render.spaces and motion.space not in render.spaces:
-        raise CompatibilityError(
-            f"renderer {render.name!r} needs a motion latent in space "
-            f"{' or '.join(render.spaces)}, but motion generator {motion.name!r} produces "
-            f"{motion.space or 'no latent'}"
-        )
+
+
+def _spaces_taken(render: Renderer) -> str:
+    """What a renderer takes, in words, for compatibility messages."""
+    spaces = [f"a latent in space {s!r}" for s in render.spaces]
+    if render.semantic:
+        spaces.append("semantic pose and expression")
+    return " or ".join(spaces) or "nothing"
 
 
 class StageGraph:

@@ -314,7 +314,12 @@ class Renderer(Stage):
     Declarations:
         requires: expression names it cannot do without.
         uses: expression names it uses when present (missing ones read as 0).
-        spaces: latent spaces it needs (empty: it renders from pose + expression).
+        spaces: latent spaces it renders from when the motion carries one of them.
+        semantic: whether it renders semantic motion (pose + named expression) without a
+            latent. A renderer with ``spaces`` and ``semantic = True`` takes either, and
+            uses the latent when one is present; ``semantic = False`` needs a latent in
+            one of ``spaces``. A generator producing a latent in a space the renderer does
+            not take is refused (its motion would be rendered without what it carries).
         output_size: ``(H, W)`` of its frames (may depend on config). A renderer whose frames
             take the portrait's size (e.g. ``meshwarp`` with ``paste_back``) reports the last
             prepared portrait's; ``PreparedPortrait.size`` is always that portrait's own, and is
@@ -325,6 +330,7 @@ class Renderer(Stage):
     requires: ClassVar[tuple[str, ...]] = ()
     uses: ClassVar[tuple[str, ...]] = ()
     spaces: ClassVar[tuple[str, ...]] = ()
+    semantic: ClassVar[bool] = True
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -348,6 +354,7 @@ class Renderer(Stage):
             "requires": list(self.requires),
             "uses": list(self.uses),
             "spaces": list(self.spaces),
+            "semantic": self.semantic,
             "output_size": list(self.output_size),
         }
 

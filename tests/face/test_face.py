@@ -154,6 +154,32 @@ def test_align_crop_maps_landmarks_and_levels_the_eyes(face_analyzer, portrait):
     assert 0 < x0 < x1 < 256 and 0 < y0 < y1 < 256 and (y0 + y1) / 2 > 128  # room for hair
 
 
+def test_eye_mouth_crop_follows_upstreams_convention(face_analyzer, portrait):
+    tilted = _tensor(_pil(portrait).rotate(15, Image.BICUBIC, fillcolor=(170, 185, 192)))
+    lm = face_analyzer.analyze(tilted)
+    crop = F.eye_mouth_crop(tilted, lm, size=512)
+    assert crop.image.shape == (512, 512, 3) and crop.matrix.dtype == torch.float64
+    mapped = lm.points[:, :2].double() @ crop.matrix[:, :2].T + crop.matrix[:, 2]
+    torch.testing.assert_close(mapped.float(), crop.landmarks.points[:, :2], atol=1e-3, rtol=0)
+    pts = crop.landmarks.points[:, :2].double()
+    eyes = (pts[list(LM.LEFT_EYE)].mean(0) + pts[list(LM.RIGHT_EYE)].mean(0)) / 2
+    mouth = pts[list(LM.MOUTH_CORNERS)].mean(0)
+    assert abs(float(eyes[0] - mouth[0])) < 0.5  # eye-to-mouth axis upright: roll undone
+    # The box of the jaw line, brows, eyes, nose and lips is 1 / 2.3 of the crop, and its
+    # centre sits 0.125 of the crop below the crop's centre (the crop moved up by that much).
+    box_points = list(dict.fromkeys((*LM.JAW, *LM.LEFT_BROW, *LM.RIGHT_BROW, *LM.LEFT_EYE,
+                                     *LM.RIGHT_EYE, *LM.NOSE, *LM.LIPS_OUTER)))  # fmt: skip
+    lo, hi = pts[box_points].min(0).values, pts[box_points].max(0).values
+    assert float((hi - lo).max()) == pytest.approx(512 / 2.3, rel=1e-3)
+    centre = (lo + hi) / 2
+    assert float(centre[1]) == pytest.approx(256 + 0.125 * 512, abs=0.5)
+    assert float(centre[0]) == pytest.approx(256, abs=0.5)
+    # The crop moved down instead, and a larger scale: a smaller face, higher in the crop.
+    down = F.eye_mouth_crop(tilted, lm, size=512, scale=3.0, vy_ratio=0.1)
+    down_pts = down.landmarks.points[:, :2]
+    assert float(down_pts[box_points, 1].mean()) < float(pts[box_points, 1].mean())
+
+
 def test_crop_landmarks_match_a_fresh_analysis_of_the_crop(face_analyzer, portrait):
     lm = face_analyzer.analyze(portrait)
     crop = F.align_crop(portrait.pixels, lm, size=384)

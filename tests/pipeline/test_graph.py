@@ -96,6 +96,54 @@ def test_incompatible_features_refused_before_load(pm, controls):
         StageGraph(RmsEncoder(), EnergyOnly(), FlatRenderer(), plugin_manager=pm)
 
 
+class ToyLatentJaw(SmoothJaw):
+    """A generator whose motion carries a latent in its own space (like JoyVASA's)."""
+
+    name = "toylatent"
+    space = "toy-latent"
+    provides = ()
+
+    def load(self):
+        raise AssertionError("must not load before the compatibility check")
+
+
+class LatentOnly(FlatRenderer):
+    name = "latentonly"
+    requires = ()
+    spaces = ("toy-latent",)
+    semantic = False
+
+
+class LatentOrSemantic(FlatRenderer):
+    name = "either"
+    spaces = ("other-latent",)
+
+
+def test_a_latent_in_a_space_the_renderer_does_not_take_is_refused_naming_both(pm):
+    for render in (FlatRenderer(), LatentOrSemantic()):
+        with pytest.raises(CompatibilityError) as err:
+            StageGraph(RmsEncoder(), ToyLatentJaw(), render, plugin_manager=pm)
+        msg = str(err.value)
+        assert "toylatent" in msg and render.name in msg and "'toy-latent'" in msg
+        assert "semantic pose and expression" in msg
+    with pytest.raises(CompatibilityError, match="'other-latent' or semantic"):
+        StageGraph(RmsEncoder(), ToyLatentJaw(), LatentOrSemantic(), plugin_manager=pm)
+
+
+def test_a_renderer_that_needs_a_latent_refuses_semantic_motion(pm):
+    with pytest.raises(CompatibilityError, match="latentonly.*toy-latent.*smoothjaw"):
+        StageGraph(RmsEncoder(), SmoothJaw(), LatentOnly(), plugin_manager=pm)
+
+
+def test_renderers_taking_the_space_accept_the_latent_generator(pm):
+    class EitherToy(LatentOrSemantic):
+        spaces = ("other-latent", "toy-latent")
+
+    for render in (LatentOnly(), EitherToy()):
+        StageGraph(RmsEncoder(), ToyLatentJaw(), render, plugin_manager=pm)
+    StageGraph(RmsEncoder(), SmoothJaw(), EitherToy(), plugin_manager=pm)
+
+
 def test_profile_has_a_row_per_stage(pm, controls, portrait, speech, tmp_path):
     result = graph(pm, controls).run(portrait, speech)
     prof = result.profile
