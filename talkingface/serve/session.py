@@ -56,7 +56,7 @@ class FrameOutbox:
     the stream's closing message. Used on the event loop only."""
 
     def __init__(self, size: int) -> None:
-        self.frames: deque[bytes] = deque()
+        self.frames: deque[tuple[int, bytes]] = deque()
         self.size = size
         self.dropped = 0
         self.sent = 0
@@ -66,15 +66,18 @@ class FrameOutbox:
         if len(self.frames) >= self.size:
             self.frames.popleft()
             self.dropped += 1
-        self.frames.append(FRAME_HEADER.pack(index, self.dropped) + jpeg)
+        self.frames.append((index, jpeg))
 
     def finish(self, message: dict) -> None:
         """``message`` goes out after the frames still waiting."""
         self.final = message
 
     def take(self) -> bytes | dict | None:
+        """The next message: a frame (header + JPEG, with the drops so far), else the closing
+        message once, else None."""
         if self.frames:
-            return self.frames.popleft()
+            index, jpeg = self.frames.popleft()
+            return FRAME_HEADER.pack(index, self.dropped) + jpeg
         final, self.final = self.final, None
         return final
 
