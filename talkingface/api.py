@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -352,6 +352,7 @@ class Pipeline:
         output: str | Path | BinaryIO | None = None,
         controls: LiveControls | None = None,
         profile: bool = True,
+        skip_frames: Callable[[int, int], int] | None = None,
     ) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive mono ``Audio`` pieces at
         any one rate (converted to the encoder's as a stream). ``output``: as in
@@ -362,12 +363,14 @@ class Pipeline:
         from the next chunk; see :meth:`StageGraph.stream`). ``profile=False`` skips the
         profile (``last_profile``): a profiler sees every stage call of the plugin manager,
         so streams that run at once in several threads (a server) should not profile.
+        ``skip_frames``: frames not to render, for a live consumer that fell behind (see
+        :meth:`StageGraph.stream`).
         """
         from talkingface.io import resample_chunks
 
         # One resampler for the whole stream: chunks of any size, the samples of a batch run.
         chunks = resample_chunks(chunks, self.graph.audio.sample_rate)
-        options = {"controls": controls, "profile": profile}
+        options = {"controls": controls, "profile": profile, "skip_frames": skip_frames}
         if output is None:
             return self._streamed(as_portrait(image), chunks, **options)
         if isinstance(output, (str, Path)):

@@ -344,12 +344,19 @@ class StageGraph:
         *,
         profile: bool = True,
         controls: LiveControls | None = None,
+        skip_frames: Callable[[int, int], int] | None = None,
     ) -> Iterator[Frames]:
         """Push audio chunks through every stage; yield frames as soon as they exist.
 
         ``controls``: live controls instead of the graph's fixed ones; a change is handed to
         the motion stage before the next chunk (its stream processor's ``set_controls``; a
         generator whose processor has none fails then with a :class:`CompatibilityError`).
+
+        ``skip_frames(start, stop)``: called with the frame range of each piece of motion
+        before it is rendered; returns how many of its first frames not to render (a live
+        server that fell behind renders only the newest). Skipped frames are not yielded, so
+        ``start_frame`` jumps over them; a renderer whose stream carries state from frame to
+        frame sees the jump too.
 
         ``chunks`` are consecutive mono ``Audio`` pieces at the encoder's rate (the API's
         ``Pipeline.stream_chunks`` converts any other rate as a stream). After the
@@ -384,7 +391,8 @@ class StageGraph:
                 chunk_start = time.perf_counter()
                 if first_in is None:
                     first_in = chunk_start
-                for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc):
+                for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc,
+                                             skip_frames):
                     if emitted == 0 and profiler is not None:
                         now = time.perf_counter()
                         waited_ms = received / rate * 1000
@@ -395,10 +403,10 @@ class StageGraph:
             if first_in is None:
                 raise ContractError("stream got no audio chunks")
             tail = self.flush(self.audio, a_proc)
-            yield from self._cascade(tail, m_proc, r_proc)
+            yield from self._cascade(tail, m_proc, r_proc, skip_frames)
             tail_motion = self.flush(self.motion, m_proc)
             if tail_motion is not None and tail_motion.num_frames:
-                yield from self._render(r_proc, tail_motion)
+                yield from self._render(r_proc, tail_motion, skip_frames)
             tail_frames = self.flush(self.render, r_proc)
             if tail_frames is not None and tail_frames.num_frames:
                 yield self._filtered(tail_frames)
@@ -414,14 +422,20 @@ class StageGraph:
         self.call(self.motion, "stream.set_controls", change[0], processor=m_proc)
         return change[1]
 
-    def _cascade(self, features, m_proc, r_proc) -> Iterator[Frames]:
+    def _cascade(self, features, m_proc, r_proc, skip_frames=None) -> Iterator[Frames]:
         if features is None or not features.num_frames:
             return
         motion = self.push(self.motion, m_proc, features)
         if motion is not None and motion.num_frames:
-            yield from self._render(r_proc, motion)
+            yield from self._render(r_proc, motion, skip_frames)
 
-    def _render(self, r_proc, motion: Motion) -> Iterator[Frames]:
+    def _render(self, r_proc, motion: Motion, skip_frames=None) -> Iterator[Frames]:
+        if skip_frames is not None:
+            first = motion.start_frame
+            skipped = int(skip_frames(first, first + motion.num_frames))
+            motion = motion.slice(min(max(0, skipped), motion.num_frames), motion.num_frames)
+            if not motion.num_frames:
+                return
         for start in range(0, motion.num_frames, self.chunk_frames):
             frames = self.push(self.render, r_proc, motion.slice(start, start + self.chunk_frames))
             if frames is not None and frames.num_frames:

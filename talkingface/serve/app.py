@@ -367,7 +367,9 @@ class _Session:
             self._set_controls(message["controls"])
         self.outbox = FrameOutbox(self.server.options.limits.outbox_frames)
         self.stream = LiveStream(self.server.pipe, prepared, rate, self.controls,
-                                 self._from_worker(self._deliver), self._from_worker(self._ended),
+                                 self._from_worker(self._deliver),
+                                 self._from_worker(lambda n: self.outbox.skip(n)),
+                                 self._from_worker(self._ended),
                                  self.server.options.limits)
         return {"type": "started"}
 

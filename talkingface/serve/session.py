@@ -12,6 +12,7 @@ for a client.
 from __future__ import annotations
 
 import io
+import math
 import queue
 import struct
 import threading
@@ -42,11 +43,15 @@ class StreamLimits:
     Attributes:
         max_ahead_s: audio the client may send ahead of real time before the stream is
             closed as a flood (network bursts stay well under it).
+        max_late_s: how late (after the audio it needs has arrived) a frame may still be
+            rendered; a stream further behind renders only the newest frame of each piece,
+            so its delay stays bounded on a busy CPU.
         outbox_frames: encoded frames that may wait for a slow client; more drop the oldest.
         jpeg_quality: JPEG quality of the frames (1-95).
     """
 
     max_ahead_s: float = 1.5
+    max_late_s: float = 0.1
     outbox_frames: int = 3
     jpeg_quality: int = 80
 
@@ -61,6 +66,10 @@ class FrameOutbox:
         self.dropped = 0
         self.sent = 0
         self.final: dict | None = None
+
+    def skip(self, count: int) -> None:
+        """``count`` frames were not rendered (the stream was behind): they count as dropped."""
+        self.dropped += count
 
     def put(self, index: int, jpeg: bytes) -> None:
         if len(self.frames) >= self.size:
@@ -94,8 +103,9 @@ def encode_jpeg(frame: torch.Tensor, quality: int) -> bytes:
 class LiveStream:
     """Audio pushed by the client → the pipeline's stream (a worker thread) → JPEG frames.
 
-    ``on_frame(index, jpeg)`` and ``on_end(error or None)`` are called from the worker thread;
-    the caller hands them over to its event loop.
+    ``on_frame(index, jpeg)``, ``on_skip(count)`` (frames not rendered: the stream was
+    behind) and ``on_end(error or None)`` are called from the worker thread; the caller hands
+    them over to its event loop.
     """
 
     def __init__(
@@ -105,12 +115,18 @@ class LiveStream:
         sample_rate: int,
         controls: LiveControls,
         on_frame: Callable[[int, bytes], None],
+        on_skip: Callable[[int], None],
         on_end: Callable[[BaseException | None], None],
         limits: StreamLimits,
     ) -> None:
         self.pipe, self.prepared, self.rate = pipe, prepared, sample_rate
         self.controls, self.limits = controls, limits
-        self.on_frame, self.on_end = on_frame, on_end
+        self.on_frame, self.on_skip, self.on_end = on_frame, on_skip, on_end
+        graph = pipe.graph
+        self.fps = graph.fps
+        # When frame 0 can exist at the earliest: the audio it needs (lookahead included).
+        self.first_frame_s = graph.first_frame_points(graph.audio.sample_rate)[-1] / (
+            graph.audio.sample_rate)
         self.inbox: queue.SimpleQueue[np.ndarray | None] = queue.SimpleQueue()
         self.received = 0
         self.first_at: float | None = None
@@ -164,10 +180,21 @@ class LiveStream:
             if done:
                 return
 
+    def _late_frames(self, start: int, stop: int) -> int:
+        """How many of frames ``start .. stop - 1`` are later than ``max_late_s`` after their
+        audio arrived (all but the newest at most): those are not rendered."""
+        behind = time.monotonic() - self.first_at - self.first_frame_s - self.limits.max_late_s
+        late = min(math.floor(behind * self.fps) + 1 - start, stop - start - 1)
+        if late > 0:
+            self.on_skip(late)
+            return late
+        return 0
+
     def _run(self) -> None:
         error: BaseException | None = None
         frames_iter = self.pipe.stream_chunks(self.prepared, self._chunks(),
-                                              controls=self.controls, profile=False)
+                                              controls=self.controls, profile=False,
+                                              skip_frames=self._late_frames)
         try:
             for frames in frames_iter:
                 if self.cancelled.is_set():

@@ -228,3 +228,20 @@ def test_live_controls_are_validated_like_controls():
     assert live.changed_since(live.snapshot()[1]) is None
     live.set(Controls(head_motion=0.5))
     assert live.current.head_motion == 0.5
+
+
+def test_skipped_frames_are_not_rendered_and_the_rest_match_batch(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    batch = g.run(portrait, speech).frames
+    asked = []
+
+    def skip_all_but_the_newest(start, stop):
+        asked.append((start, stop))
+        return stop - start - 1
+
+    parts = list(g.stream(portrait, speech.chunks(6400), skip_frames=skip_all_but_the_newest))
+    shown = [part.start_frame + i for part in parts for i in range(part.num_frames)]
+    assert shown == [stop - 1 for _, stop in asked]  # the newest of every piece, only
+    assert len(shown) < batch.num_frames
+    for part in parts:
+        assert torch.equal(part.data, batch.data[part.start_frame:part.start_frame + 1])
