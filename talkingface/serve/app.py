@@ -174,6 +174,7 @@ class LiveServer:
         app.router.add_post("/api/portrait", self._upload_portrait)
         app.router.add_post("/api/audio", self._upload_audio)
         app.router.add_get("/ws", self._websocket)
+        app.router.add_get("/favicon.ico", _no_content)
         app.on_shutdown.append(self._close_sessions)
         return app
 
@@ -447,6 +448,10 @@ class _Session:
                         await self.ws.send_json(item)
                 except (ConnectionError, RuntimeError):
                     return  # the client went away; serve() ends the stream
+
+
+async def _no_content(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 def _is_number(value: Any) -> bool:

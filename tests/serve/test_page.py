@@ -79,7 +79,7 @@ def browser(mic_wav):
 
 
 def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1000, "height": 760})
+    page = browser.new_page(viewport={"width": 1000, "height": 860})
     page.goto(url)
     return page
 
@@ -178,7 +178,8 @@ def test_two_sessions_at_once(browser, server):
         page.close()
 
 
-def test_a_bad_upload_gets_a_message_and_the_server_keeps_serving(browser, server, tmp_path):
+def test_a_bad_upload_gets_a_message_and_the_server_keeps_serving(browser, server, mic_wav,
+                                                                  tmp_path):
     fake = tmp_path / "portrait.png"
     fake.write_bytes(b"this is not a picture")
     page = open_page(browser, server.url)
@@ -186,8 +187,9 @@ def test_a_bad_upload_gets_a_message_and_the_server_keeps_serving(browser, serve
     page.set_input_files("#portrait-file", str(fake))
     page.wait_for_function("document.getElementById('message').textContent.includes('cannot')")
     assert "jpg, png or webp" in page.locator("#message").text_content()
-    page.click("#demo")
+    page.set_input_files("#audio-file", str(mic_wav))  # "Play a file" still works
     wait_for_frames(page, 10)
+    assert page.locator("#message").text_content() == ""
     page.close()
 
 

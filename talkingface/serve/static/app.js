@@ -84,7 +84,7 @@
       this.sent = 0; // samples sent
       this.firstSentAt = null;
       this.firstShownAt = null;
-      this.firstShownIndex = 0;
+      this.minDelay = Infinity;
       this.shownAt = [];
       this.offsets = [];
       this.serverDropped = 0;
@@ -204,17 +204,17 @@
     shown(index, now, position) {
       if (this.firstShownAt === null) {
         this.firstShownAt = now;
-        this.firstShownIndex = index;
         if (this.firstSentAt !== null) stats.startLatencyMs = now - this.firstSentAt;
       }
       stats.framesShown += 1;
       api.lastFrameIndex = index;
       this.shownAt.push(now);
-      // A clip: how far the frame is from the sound heard now. The microphone: how far the
-      // delay has moved since the first frame (the speaker hears their own voice directly).
-      const offset = position !== null
-        ? (position - index / this.fps) * 1000
-        : now - this.firstShownAt - ((index - this.firstShownIndex) * 1000) / this.fps;
+      // A clip: how far the frame is from the sound heard now. The microphone: the speaker
+      // hears their own voice directly, so how much later than its smallest delay in this
+      // stream the frame comes (jitter and drift of the delay).
+      const delay = now - (index * 1000) / this.fps;
+      this.minDelay = Math.min(this.minDelay, delay);
+      const offset = position !== null ? (position - index / this.fps) * 1000 : delay - this.minDelay;
       if (now - this.firstShownAt >= 1000) {
         this.offsets.push(offset);
         if (this.offsets.length > 50) this.offsets.shift();
