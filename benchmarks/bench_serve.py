@@ -34,8 +34,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/status") as status:

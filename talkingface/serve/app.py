@@ -116,25 +116,29 @@ class PortraitStore:
     def __init__(self, pipe: Pipeline, size: int = 8) -> None:
         self.pipe, self.size = pipe, size
         self.prepared: collections.OrderedDict[str, PreparedPortrait] = collections.OrderedDict()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the table
+        self.preparing = threading.Lock()  # one face analysis at a time
 
     def get(self, portrait_id: str) -> PreparedPortrait | None:
-        prepared = self.prepared.get(portrait_id)
-        if prepared is not None:
-            self.prepared.move_to_end(portrait_id)
-        return prepared
+        with self.lock:
+            prepared = self.prepared.get(portrait_id)
+            if prepared is not None:
+                self.prepared.move_to_end(portrait_id)
+            return prepared
 
     def add(self, portrait_id: str, image) -> PreparedPortrait:
         """Prepare ``image`` (in the caller's thread) unless it is known already."""
-        with self.lock:
-            if portrait_id in self.prepared:
-                return self.prepared[portrait_id]
+        with self.preparing:
+            known = self.get(portrait_id)
+            if known is not None:
+                return known
             prepared = self.pipe.prepare(image)
+        with self.lock:
             self.prepared[portrait_id] = prepared
             while len(self.prepared) > self.size:
                 oldest = next(k for k in self.prepared if k != "demo")
                 del self.prepared[oldest]
-            return prepared
+        return prepared
 
 
 class LiveServer:

@@ -32,6 +32,12 @@ def serve(pipe: Pipeline, options: ServeOptions | None = None, *,
     """Serve the live page until interrupted. ``announce`` gets the page's address once the
     server listens (the demo portrait is analysed and the pipeline warmed up first)."""
     server = LiveServer(pipe, options)
+    if pipe.config.threads:
+        # The process serves only this pipeline: set its thread count once, so streams running
+        # side by side do not switch torch's thread pool back and forth around every chunk.
+        import torch
+
+        torch.set_num_threads(pipe.config.threads)
     announce(f"warming up {pipe.description} ...")
     server.warm_up()
 

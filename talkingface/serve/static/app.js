@@ -299,7 +299,12 @@
       }
     };
     run.ws.onclose = (event) => {
-      if (!run.closed && !run.ending) finish(run, event.reason ? `The server closed the session: ${event.reason}` : "The connection to the server closed.");
+      if (run.closed || run.ending) return;
+      if (event.reason) finish(run, `The server closed the session: ${event.reason}`);
+      else if (!run.started) {
+        finish(run, `The server refused the session: it may be busy (it takes ${state.info.maxSessions} at once), `
+          + "or this address opened too many sessions in the last minute. Try again shortly.");
+      } else finish(run, "The connection to the server closed.");
     };
     requestAnimationFrame((t) => run.tick(t));
   }
