@@ -171,7 +171,7 @@ class LiveStream:
                     parts.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            done = parts[-1] is None or any(part is None for part in parts)
+            done = parts[-1] is None  # stop() queues None last: nothing comes after it
             samples = [part for part in parts if part is not None]
             if samples and not self.cancelled.is_set():
                 chunk = np.concatenate(samples) if len(samples) > 1 else samples[0]

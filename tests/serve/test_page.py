@@ -187,7 +187,12 @@ def test_a_bad_upload_gets_a_message_and_the_server_keeps_serving(browser, serve
     page.set_input_files("#portrait-file", str(fake))
     page.wait_for_function("document.getElementById('message').textContent.includes('cannot')")
     assert "jpg, png or webp" in page.locator("#message").text_content()
-    page.set_input_files("#audio-file", str(mic_wav))  # "Play a file" still works
+    from talkingface.assets import demo_portrait_path
+
+    page.set_input_files("#portrait-file", str(demo_portrait_path()))  # a good one is taken
+    page.wait_for_function("window.talkingface.state.portrait !== 'demo'")
+    assert page.locator("#message").text_content() == ""
+    page.set_input_files("#audio-file", str(mic_wav))  # "Play a file" drives that portrait
     wait_for_frames(page, 10)
     assert page.locator("#message").text_content() == ""
     page.close()
