@@ -248,3 +248,40 @@ def test_a_slow_client_drops_the_oldest_frames():
     taken = [outbox.take() for _ in range(5)]
     assert [FRAME_HEADER.unpack_from(t) for t in taken[:3]] == [(2, 2), (3, 2), (4, 2)]
     assert taken[3] == {"type": "ended"} and taken[4] is None
+
+
+def test_an_oversized_message_closes_that_session(start_server):
+    server = start_server()
+    code, _ = asyncio.run(misbehave(ws_url(server), '{"type": "start", "sampleRate": 16000}',
+                                    b"\x00" * (300 * 1024)))
+    assert code == 1009  # message too big
+    assert http(server.url + "api/info")[0] == 200
+
+
+def test_a_stalled_client_never_holds_more_than_the_outbox(start_server):
+    """A client that stops reading: its frames wait at most ``outbox_frames`` deep while the
+    worker keeps going (the rest are dropped and counted), and the session's stream ends."""
+    from talkingface.serve.app import _Session
+
+    server = start_server().server
+
+    class StalledSocket:
+        async def send_json(self, data):
+            pass
+
+        async def send_bytes(self, data):
+            await asyncio.Event().wait()  # never returns: the client reads nothing
+
+    async def run():
+        session = _Session(server, StalledSocket())
+        sender = asyncio.create_task(session._send())
+        for index in range(40):
+            session._deliver(index, b"jpeg")
+            await asyncio.sleep(0)
+        waiting = len(session.outbox.frames)
+        sender.cancel()
+        return waiting, session.outbox.dropped
+
+    waiting, dropped = asyncio.run(run())
+    assert waiting == StreamLimits().outbox_frames
+    assert dropped == 40 - 1 - waiting  # one is stuck in send_bytes
