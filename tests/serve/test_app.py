@@ -285,3 +285,17 @@ def test_a_stalled_client_never_holds_more_than_the_outbox(start_server):
     waiting, dropped = asyncio.run(run())
     assert waiting == StreamLimits().outbox_frames
     assert dropped == 40 - 1 - waiting  # one is stuck in send_bytes
+
+
+def test_the_server_runs_torch_on_the_pipelines_threads_and_restores_them(pm):
+    import torch
+
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    pipe = Pipeline.from_config("toy", [f"threads={want}"], plugin_manager=pm)
+    try:
+        with BackgroundServer(pipe, warm_up=False):
+            assert torch.get_num_threads() == want
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
