@@ -32,7 +32,7 @@ pytestmark = [
 MOUTH = (210, 340, 90, 50)
 """x, y, width, height of the demo portrait's mouth in the 512² frames: its mean brightness
 falls as the jaw opens (correlation -0.84 with jaw_open on the demo clip)."""
-FAST_ENOUGH_FPS = 32.0
+FAST_ENOUGH_FPS = 30.0
 """Offline frame rate the pipeline must reach on one thread for the timing test to hold it to
 the live targets (25 fps, plus room for the browser on the same CPU)."""
 
@@ -90,16 +90,19 @@ def wait_for_frames(page, count: int, timeout_s: float = 20.0) -> dict:
     return page.evaluate("({...window.talkingface.stats})")
 
 
-def offline_fps(pipe) -> float:
-    """Frames per second the pipeline makes right now on this CPU, streaming 2 s of speech."""
-    from talkingface.assets import demo_audio_path, demo_portrait
+def offline_fps(pipe, server) -> float:
+    """Frames per second the pipeline makes right now on this CPU (the faster of two streams
+    of 1.6 s of speech in 40 ms chunks, with the server's settings)."""
+    from talkingface.assets import demo_audio_path
 
-    prepared = pipe.prepare(demo_portrait())
-    clip = pipe.load_audio(demo_audio_path())
-    chunks = list(clip.chunks(640))[:50]
-    start = time.perf_counter()
-    frames = sum(f.num_frames for f in pipe.stream_chunks(prepared, chunks, profile=False))
-    return frames / (time.perf_counter() - start)
+    prepared = server.server.portraits.get("demo")
+    chunks = list(pipe.load_audio(demo_audio_path()).chunks(640))[:40]
+    rates = []
+    for _ in range(2):
+        start = time.perf_counter()
+        frames = sum(f.num_frames for f in pipe.stream_chunks(prepared, chunks, profile=False))
+        rates.append(frames / (time.perf_counter() - start))
+    return max(rates)
 
 
 def test_frames_arrive_from_the_microphone(browser, server):
@@ -149,7 +152,7 @@ def test_the_mouth_follows_the_loudness(browser, server):
 
 
 def test_latency_fps_and_av_offset_within_target(browser, server, pipe):
-    fps_now = offline_fps(pipe)
+    fps_now = offline_fps(pipe, server)
     if fps_now < FAST_ENOUGH_FPS:
         pytest.skip(f"this CPU is busy: the pipeline alone makes {fps_now:.0f} frames/s now "
                     f"(the live targets need {FAST_ENOUGH_FPS:.0f} on one thread)")
