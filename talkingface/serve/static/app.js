@@ -289,6 +289,7 @@
         run.started = true;
         if (run.clip) { run.t0 = performance.now(); run.timer = setInterval(() => run.pace(), 10); }
       } else if (message.type === "ended") {
+        run.ending = true;
         // A clip plays on to its end; the frames still waiting are shown with it.
         const left = run.clip && run.playStart !== null
           ? Math.max(0, (run.clip.length / run.rate - (run.audio.currentTime - run.playStart)) * 1000) : 0;
@@ -310,6 +311,8 @@
   }
 
   function finish(run, message) {
+    if (run.finished) return;
+    run.finished = true;
     run.ending = true;
     if (message) say(message);
     run.close();
