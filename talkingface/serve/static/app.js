@@ -271,7 +271,13 @@
         Object.assign(run, await pcmFrom(response));
         run.audio = new AudioContext();
       }
-      await run.audio.resume();
+      await Promise.race([run.audio.resume(), new Promise((r) => setTimeout(r, 300))]);
+      if (run.audio.state !== "running") { // opened without a click (autostart): ask for one
+        say("Click the page to start: the browser allows sound only after a click.");
+        await new Promise((r) => document.addEventListener("click", r, { once: true }));
+        await run.audio.resume();
+        say("");
+      }
     } catch (error) {
       finish(run, source === "mic" ? `The microphone cannot be used: ${error.message}` : error.message);
       return;
