@@ -213,3 +213,17 @@ def test_a_token_protected_server_refuses_a_page_without_it(browser, pipe):
         page.click("button")
         page.wait_for_function("window.talkingface && window.talkingface.ready")
         page.close()
+
+
+def test_autostart_without_a_click_asks_for_one(browser, server):
+    strict = browser.browser_type.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    try:
+        page = strict.new_page()
+        page.goto(server.url + "?autostart=demo")
+        page.wait_for_function(
+            "document.getElementById('message').textContent.includes('Click the page')")
+        assert page.evaluate("window.talkingface.stats.framesShown") == 0
+        page.mouse.click(700, 700)
+        wait_for_frames(page, 5)
+    finally:
+        strict.close()
