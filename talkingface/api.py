@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,13 +31,21 @@ from omegaconf import DictConfig, OmegaConf
 from talkingface.pipeline.config import controls_from_config, load_config, stage_params, to_yaml
 from talkingface.pipeline.contracts import STAGE_KINDS, Audio, Frames, Portrait, PreparedPortrait
 from talkingface.pipeline.errors import ConfigError, InputError, TalkingFaceError
-from talkingface.pipeline.graph import DiscardSink, FrameCollector, RunResult, Sink, StageGraph
+from talkingface.pipeline.graph import (
+    DiscardSink,
+    FrameCollector,
+    LiveControls,
+    RunResult,
+    Sink,
+    StageGraph,
+)
 from talkingface.pipeline.registry import PluginManager, get_plugin_manager
 
 __all__ = [
     "DiscardSink",
     "FrameCollector",
     "InputError",
+    "LiveControls",
     "Pipeline",
     "RunResult",
     "Sink",
@@ -366,27 +374,40 @@ class Pipeline:
         chunks: Iterable[Audio],
         *,
         output: str | Path | BinaryIO | None = None,
+        controls: LiveControls | None = None,
+        profile: bool = True,
+        skip_frames: Callable[[int, int], int] | None = None,
     ) -> Iterator[Frames]:
         """Streaming run over live audio: ``chunks`` yields consecutive mono ``Audio`` pieces at
         any one rate (converted to the encoder's as a stream). ``output``: as in
         :meth:`stream`; then the portrait is prepared here, so a bad one fails before anything
-        is written (without ``output`` it is prepared by the run, and profiled with it)."""
+        is written (without ``output`` it is prepared by the run, and profiled with it).
+
+        ``controls``: :class:`LiveControls` to steer the stream while it runs (changes apply
+        from the next chunk; see :meth:`StageGraph.stream`). ``profile=False`` skips the
+        profile (``last_profile``): a profiler sees every stage call of the plugin manager,
+        so streams that run at once in several threads (a server) should not profile.
+        ``skip_frames``: frames not to render, for a live consumer that fell behind (see
+        :meth:`StageGraph.stream`).
+        """
         from talkingface.io import resample_chunks
 
         # One resampler for the whole stream: chunks of any size, the samples of a batch run.
         chunks = resample_chunks(chunks, self.graph.audio.sample_rate)
+        options = {"controls": controls, "profile": profile, "skip_frames": skip_frames}
         if output is None:
-            return self._streamed(as_portrait(image), chunks)
+            return self._streamed(as_portrait(image), chunks, **options)
         if isinstance(output, (str, Path)):
             _check_output_path(Path(output))
         prepared = self.prepare(image)
-        return self._streamed_to_file(prepared, chunks, output)
+        return self._streamed_to_file(prepared, chunks, output, **options)
 
-    def _streamed(self, portrait, chunks: Iterable[Audio]) -> Iterator[Frames]:
+    def _streamed(self, portrait, chunks: Iterable[Audio], **options) -> Iterator[Frames]:
         """The graph's stream, with the process-wide settings applied while the stages work
         and the caller's own restored whenever a chunk is handed out (two streams may
-        interleave; the code between chunks is the caller's)."""
-        frames_iter = self.graph.stream(portrait, chunks)
+        interleave; the code between chunks is the caller's). ``options``: those of
+        :meth:`StageGraph.stream`."""
+        frames_iter = self.graph.stream(portrait, chunks, **options)
         try:
             while True:
                 with self._settings():
@@ -397,7 +418,7 @@ class Pipeline:
         finally:
             frames_iter.close()
 
-    def _streamed_to_file(self, prepared, chunks, output) -> Iterator[Frames]:
+    def _streamed_to_file(self, prepared, chunks, output, **options) -> Iterator[Frames]:
         """:meth:`_streamed`, also written to a fragmented MP4. The file is opened on the first
         ``next()`` (an iterator never started leaves nothing behind), finished when the stream
         ends or the caller stops early (cut where the frames stop), removed on an error."""
@@ -408,7 +429,7 @@ class Pipeline:
                              audio_rate=self.graph.audio.sample_rate, metadata=self.metadata(),
                              crf=out_cfg.crf, preset=out_cfg.preset, fragmented=True)
         try:
-            for frames in self._streamed(prepared, _recorded(chunks, writer)):
+            for frames in self._streamed(prepared, _recorded(chunks, writer), **options):
                 writer.write(frames)
                 yield frames
         except GeneratorExit:  # the caller stopped early: the file ends where the frames do

@@ -27,6 +27,20 @@ examples:
   talkingface plugins
   talkingface config render.params.flow_grid=96
   talkingface verify out.mp4 frames/frame_000000.png
+  talkingface serve                    # the live page: microphone -> talking face in the browser
+"""
+
+SERVE_EXAMPLES = """\
+examples:
+  talkingface serve                               # http://127.0.0.1:<free port>/, preset realtime
+  talkingface serve --port 8000 controls.emotion=happy
+  talkingface serve render=meshwarp motion.params.anticipation_frames=0   # any stage can serve
+  talkingface serve --host 0.0.0.0 --token s3cret # other machines: open http://HOST:PORT/?token=s3cret
+
+The page: "Talk" (microphone), "Play a file" or the demo clip, "Stop"; emotion, gaze and
+head-motion controls apply mid-stream. Open it with ?autostart=mic or ?autostart=demo to start
+by itself (kiosks, scripts); window.talkingface.stats has its live figures. Torch runs one
+thread per session (threads=1) unless you set threads=N.
 """
 
 
@@ -126,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "mark, and other tools' fakes carry none.")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="videos or images")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser(
+        "serve", help="the live page: microphone -> talking face in the browser",
+        description="Serve a web page where the microphone (or an uploaded clip) drives the "
+                    "talking face live, with live emotion/gaze/head-motion controls and its "
+                    "start latency, frame rate, dropped frames and A/V offset on screen. The "
+                    "video is marked AI-generated on the page and watermarked in its pixels. "
+                    "Needs a browser on this machine, or --host with --token for others.",
+        epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only); any "
+                        "other needs --token")
+    p.add_argument("--port", type=int, default=0,
+                   help="TCP port (default: a free one, printed on start)")
+    p.add_argument("--token", help="secret the page, uploads and sessions need (?token=...); "
+                                   "required with --host other than 127.0.0.1")
+    p.add_argument("--max-sessions", type=int, default=4,
+                   help="live sessions at once (default: %(default)s); sessions beyond what "
+                        "the CPU keeps up with drop frames, and their pages say so")
+    _add_pipeline_args(p)
+    p.set_defaults(preset="realtime")
 
     try:
         from talkingface.compare import cli as compare_cli
@@ -227,6 +262,21 @@ def cmd_stream(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from talkingface.serve import ServeOptions, serve
+
+    options = ServeOptions(host=args.host, port=args.port, token=args.token,
+                           max_sessions=args.max_sessions)
+    if not any(o.split("=", 1)[0] == "threads" for o in args.overrides):
+        # Sessions run side by side: one torch thread each beats threads fighting over cores.
+        args.overrides = ["threads=1", *args.overrides]
+    try:
+        serve(_pipeline(args), options, announce=_say)
+    except KeyboardInterrupt:
+        _say("stopped")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     from talkingface.api import describe_plugins, format_plugins
 
@@ -292,6 +342,7 @@ COMMANDS = {
     "profile": cmd_profile,
     "config": cmd_config,
     "verify": cmd_verify,
+    "serve": cmd_serve,
 }
 
 

@@ -184,6 +184,25 @@ class MotionGeneratorConformance(_Conformance):
         with pytest.raises((TypeError, ValueError)):
             stage.generate(torch.zeros(10, 4), self.make_controls())
 
+    def test_the_same_controls_set_mid_stream_change_nothing(self):
+        """For a generator that takes live controls (its stream processor has
+        ``set_controls``): handing it the controls it already has, between chunks, leaves
+        the stream equal to batch. Skipped for a generator without live controls."""
+        stage = self.loaded_stage()
+        processor = stage.stream(self.make_controls())
+        if not callable(getattr(processor, "set_controls", None)):
+            pytest.skip(f"{type(stage).__name__} takes controls only when a stream starts")
+        feats = self.make_features(stage)
+        batch = stage.generate(feats, self.make_controls())
+        outs = []
+        for chunk in chunked(feats, self.stream_chunk_sizes):
+            processor.set_controls(self.make_controls())
+            outs.append(processor.push(chunk))
+        outs.append(processor.flush())
+        streamed = Motion.concat([out for out in outs if out is not None and out.num_frames])
+        torch.testing.assert_close(streamed.pose, batch.pose, atol=self.atol, rtol=1e-4)
+        torch.testing.assert_close(streamed.expression, batch.expression, atol=self.atol, rtol=1e-4)
+
 
 def neutral_motion(
     frames: int, fps: float = FPS, names=EXPRESSION_NAMES, **values: float

@@ -73,6 +73,20 @@ def test_stream_equals_batch_through_the_api(pipe, image_array, speech):
     assert pipe.last_profile.start_latency_ms is not None
 
 
+def test_stream_chunks_with_live_controls_and_no_profile(pipe, image_array, speech):
+    from talkingface.api import LiveControls
+
+    batch = pipe.run(image_array, (speech.samples.numpy(), 16000)).frames
+    batch_profile = pipe.last_profile
+    chunks = speech.chunks(4410)  # any size
+    live = LiveControls(pipe.graph.controls)
+    streamed = Frames.concat(list(pipe.stream_chunks(image_array, chunks, controls=live,
+                                                     profile=False)))
+    assert torch.equal(batch.data, streamed.data)
+    assert pipe.last_profile is not batch_profile
+    assert not pipe.last_profile.events  # nothing recorded
+
+
 def test_prepare_once_run_twice(pipe, image_array, speech):
     prepared = pipe.prepare(image_array)
     audio = (speech.samples.numpy(), 16000)

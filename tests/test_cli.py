@@ -5,7 +5,7 @@ import pytest
 
 from talkingface.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config", "verify", "compare"]
+SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config", "verify", "compare", "serve"]
 
 
 def test_top_level_help_lists_commands(capsys):
@@ -191,3 +191,27 @@ def test_run_with_a_driver_video_takes_its_sound(tmp_path, monkeypatch, capsys, 
     info = probe_media("driver_talkingface.mp4")
     assert info["video"]["frames"] == 75 and info["audio"] is not None
     assert probe_media("driver.mp4")["video"]["width"] == 256
+
+
+def test_serve_beyond_this_machine_without_a_token_is_refused(capsys):
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: serving on 0.0.0.0") and "--token" in err
+
+
+def test_serve_runs_the_realtime_preset_one_thread_a_session(monkeypatch):
+    import talkingface.serve
+
+    seen = {}
+
+    def fake_serve(pipe, options, announce):
+        seen.update(pipe=pipe, options=options)
+
+    monkeypatch.setattr(talkingface.serve, "serve", fake_serve)
+    assert main(["serve", "--port", "8123", "--token", "t", "controls.emotion=happy"]) == 0
+    pipe, options = seen["pipe"], seen["options"]
+    assert (options.port, options.token, options.host) == (8123, "t", "127.0.0.1")
+    assert pipe.config.stream.chunk_s == 0.04  # the realtime preset
+    assert pipe.config.threads == 1 and pipe.config.controls.emotion == "happy"
+    assert main(["serve", "threads=2"]) == 0
+    assert seen["pipe"].config.threads == 2

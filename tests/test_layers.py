@@ -74,7 +74,8 @@ ALLOWED = {
     "provenance": {"provenance", "io", "pipeline", "root"},
     "compare": {"compare", "api", "face", "io", "pipeline", "root"},
     "api": {"pipeline", "io", "kernels", "provenance", "root"},
-    "cli": {"api", "assets", "compare", "root"},
+    "serve": {"serve", "api", "assets", "io", "pipeline", "root"},
+    "cli": {"api", "assets", "compare", "serve", "root"},
 }
 ALLOWED |= {f"plugins.{kind}": {f"plugins.{kind}", "pipeline", "face", "io", "kernels", "root"}
             for kind in ("audio", "motion", "render")}
@@ -88,7 +89,10 @@ def test_dependencies_point_down(module):
 
 
 def test_the_cli_imports_the_api_and_the_assets_only():
-    assert {_layer(i) for i in IMPORTS["talkingface.cli"]} <= {"api", "assets", "compare", "root"}
+    cli_layers = {_layer(i) for i in IMPORTS["talkingface.cli"]}
+    assert cli_layers <= {"api", "assets", "compare", "serve", "root"}
+    assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "serve"} == {
+        "talkingface.serve"}  # `serve` starts the live server through the package's API
     assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "compare"} == {
         "talkingface.compare.cli"}  # the `compare` subcommand's own arguments
 

@@ -9,7 +9,9 @@ the ``call_stage`` hook so wrappers such as the profiler see it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,6 +91,60 @@ class RunResult:
     prepared: PreparedPortrait
     profile: Profile
     output: Any = None  # the sink's close() result (e.g. the writer's WriteResult)
+
+
+class LiveControls:
+    """Controls that may change while a stream runs (a live page's sliders).
+
+    The stream reads them before each audio chunk and hands a change to the motion stage's
+    stream processor (``set_controls``), so it steers the frames made from that chunk on.
+    :meth:`set` and :meth:`update` may be called from any thread.
+
+        live = LiveControls(pipe.graph.controls)
+        for frames in pipe.stream_chunks(portrait, mic_chunks, controls=live):
+            live.update(emotion="happy", head_motion=0.5)
+    """
+
+    def __init__(self, controls: Controls | None = None) -> None:
+        self._lock = threading.Lock()
+        self._controls = controls or Controls()
+        self._version = 0
+
+    @property
+    def current(self) -> Controls:
+        return self._controls
+
+    def set(self, controls: Controls) -> None:
+        if not isinstance(controls, Controls):
+            raise TypeError(f"LiveControls.set takes Controls, got {type(controls).__name__}")
+        with self._lock:
+            self._controls = controls
+            self._version += 1
+
+    def update(self, **changes: Any) -> Controls:
+        """Change some fields (validated as ``Controls`` fields are); returns the new value.
+
+        Raises:
+            ContractError: a value out of range or an unknown emotion.
+            TypeError: an unknown field name.
+        """
+        with self._lock:
+            controls = dataclasses.replace(self._controls, **changes)
+            self._controls = controls
+            self._version += 1
+        return controls
+
+    def snapshot(self) -> tuple[Controls, int]:
+        """The current controls and their version (for :meth:`changed_since`)."""
+        with self._lock:
+            return self._controls, self._version
+
+    def changed_since(self, version: int) -> tuple[Controls, int] | None:
+        """``(controls, version)`` if they changed after ``version``, else None."""
+        with self._lock:
+            if self._version == version:
+                return None
+            return self._controls, self._version
 
 
 def check_compatible(audio: AudioEncoder, motion: MotionGenerator, render: Renderer) -> None:
@@ -280,6 +336,10 @@ class StageGraph:
 
     # -- streaming --------------------------------------------------------------------------
 
+    def takes_live_controls(self) -> bool:
+        """Whether the motion stage can change controls mid-stream (``LiveControls``)."""
+        return callable(getattr(self.motion.stream(self.controls), "set_controls", None))
+
     def first_frame_points(self, sample_rate: int) -> list[int]:
         """Where the audio the first frame depends on becomes complete, in samples.
 
@@ -300,8 +360,20 @@ class StageGraph:
         chunks: Iterable[Audio],
         *,
         profile: bool = True,
+        controls: LiveControls | None = None,
+        skip_frames: Callable[[int, int], int] | None = None,
     ) -> Iterator[Frames]:
         """Push audio chunks through every stage; yield frames as soon as they exist.
+
+        ``controls``: live controls instead of the graph's fixed ones; a change is handed to
+        the motion stage before the next chunk (its stream processor's ``set_controls``; a
+        generator whose processor has none fails then with a :class:`CompatibilityError`).
+
+        ``skip_frames(start, stop)``: called with the frame range of each piece of motion
+        before it is rendered; returns how many of its first frames not to render (a live
+        server that fell behind renders only the newest). Skipped frames are not yielded, so
+        ``start_frame`` jumps over them; a renderer whose stream carries state from frame to
+        frame sees the jump too.
 
         ``chunks`` are consecutive mono ``Audio`` pieces at the encoder's rate (the API's
         ``Pipeline.stream_chunks`` converts any other rate as a stream). After the
@@ -314,7 +386,12 @@ class StageGraph:
         with self._profiling("stream", profile) as profiler:
             prepared = self._prepared(portrait)
             a_proc = self.audio.stream(self.fps)
-            m_proc = self.motion.stream(self.controls)
+            seen = 0
+            if controls is None:
+                m_proc = self.motion.stream(self.controls)
+            else:
+                start_controls, seen = controls.snapshot()
+                m_proc = self.motion.stream(start_controls)
             r_proc = self.render.stream(prepared)
             received = 0
             rate = self.audio.sample_rate
@@ -326,10 +403,13 @@ class StageGraph:
                 if chunk.offset != received:  # chunks are renumbered: only their order counts
                     chunk = Audio(chunk.samples, rate, received)
                 received += chunk.num_samples
+                if controls is not None and (change := controls.changed_since(seen)):
+                    seen = self._set_controls(m_proc, change)
                 chunk_start = time.perf_counter()
                 if first_in is None:
                     first_in = chunk_start
-                for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc):
+                for frames in self._cascade(self.push(self.audio, a_proc, chunk), m_proc, r_proc,
+                                             skip_frames):
                     if emitted == 0 and profiler is not None:
                         now = time.perf_counter()
                         waited_ms = received / rate * 1000
@@ -340,24 +420,39 @@ class StageGraph:
             if first_in is None:
                 raise ContractError("stream got no audio chunks")
             tail = self.flush(self.audio, a_proc)
-            yield from self._cascade(tail, m_proc, r_proc)
+            yield from self._cascade(tail, m_proc, r_proc, skip_frames)
             tail_motion = self.flush(self.motion, m_proc)
             if tail_motion is not None and tail_motion.num_frames:
-                yield from self._render(r_proc, tail_motion)
+                yield from self._render(r_proc, tail_motion, skip_frames)
             tail_frames = self.flush(self.render, r_proc)
             if tail_frames is not None and tail_frames.num_frames:
                 yield self._filtered(tail_frames)
         # Only the count of samples is kept: a stream of any length holds none of its audio.
         self._finish(profiler, received / rate, num_frames_for(received, rate, self.fps))
 
-    def _cascade(self, features, m_proc, r_proc) -> Iterator[Frames]:
+    def _set_controls(self, m_proc, change: tuple[Controls, int]) -> int:
+        if not callable(getattr(m_proc, "set_controls", None)):
+            raise CompatibilityError(
+                f"motion generator {self.motion.name!r} cannot change controls mid-stream (its "
+                "stream processor has no set_controls); start a new stream with the new controls"
+            )
+        self.call(self.motion, "stream.set_controls", change[0], processor=m_proc)
+        return change[1]
+
+    def _cascade(self, features, m_proc, r_proc, skip_frames=None) -> Iterator[Frames]:
         if features is None or not features.num_frames:
             return
         motion = self.push(self.motion, m_proc, features)
         if motion is not None and motion.num_frames:
-            yield from self._render(r_proc, motion)
+            yield from self._render(r_proc, motion, skip_frames)
 
-    def _render(self, r_proc, motion: Motion) -> Iterator[Frames]:
+    def _render(self, r_proc, motion: Motion, skip_frames=None) -> Iterator[Frames]:
+        if skip_frames is not None:
+            first = motion.start_frame
+            skipped = int(skip_frames(first, first + motion.num_frames))
+            motion = motion.slice(min(max(0, skipped), motion.num_frames), motion.num_frames)
+            if not motion.num_frames:
+                return
         for start in range(0, motion.num_frames, self.chunk_frames):
             frames = self.push(self.render, r_proc, motion.slice(start, start + self.chunk_frames))
             if frames is not None and frames.num_frames:

@@ -2,10 +2,16 @@ import pytest
 import torch
 
 from talkingface.pipeline.config import load_config
-from talkingface.pipeline.contracts import Audio, Frames
+from talkingface.pipeline.contracts import Audio, Controls, Frames
 from talkingface.pipeline.errors import CompatibilityError, ContractError
-from talkingface.pipeline.graph import Sink, StageGraph
-from tests.pipeline.toy_stages import FlatRenderer, NeedsBlink, RmsEncoder, SmoothJaw
+from talkingface.pipeline.graph import LiveControls, Sink, StageGraph
+from tests.pipeline.toy_stages import (
+    FlatRenderer,
+    NeedsBlink,
+    RmsEncoder,
+    SmoothJaw,
+    _SmoothJawStream,
+)
 
 
 def graph(pm, controls, render=None, chunk_frames=4):
@@ -195,3 +201,95 @@ def test_long_audio_is_encoded_in_exact_blocks(pm, controls, portrait, speech):
     blocks = g.run(portrait, speech).features
     assert blocks.num_frames == whole.num_frames
     assert torch.equal(blocks.values, whole.values)
+
+
+class _SteerableJawStream(_SmoothJawStream):
+    """The toy generator's stream, taking new controls mid-stream and logging every call."""
+
+    def __init__(self, gen, controls):
+        super().__init__(gen, controls)
+        self.log = []
+
+    def push(self, feats):
+        self.log.append(("push", feats.start_frame))
+        return super().push(feats)
+
+    def set_controls(self, controls):
+        self.log.append(("set", controls.head_distance))
+        self.controls = controls
+
+
+class SteerableJaw(SmoothJaw):
+    def stream(self, controls):
+        self.last_stream = _SteerableJawStream(self, controls)
+        return self.last_stream
+
+
+def test_live_controls_reach_the_motion_stage_before_the_next_chunk(pm, controls, portrait,
+                                                                    speech):
+    gen = SteerableJaw()
+    g = StageGraph(RmsEncoder(), gen, FlatRenderer(), fps=25, chunk_frames=4,
+                   controls=controls, plugin_manager=pm)
+    live = LiveControls(controls)
+    step = int(0.2 * speech.sample_rate)
+
+    def chunks():
+        for i, chunk in enumerate(speech.chunks(step)):
+            if i == 3:  # the graph asks for the 4th chunk: the change must come before it
+                live.update(head_distance=1.5)
+            yield chunk
+
+    list(g.stream(portrait, chunks(), controls=live))
+    log = gen.last_stream.log
+    assert log.count(("set", 1.5)) == 1
+    assert [entry[0] for entry in log[:5]] == ["push", "push", "push", "set", "push"]
+    assert g.takes_live_controls()
+
+
+def test_live_controls_without_a_change_stream_as_batch(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    batch = g.run(portrait, speech).frames
+    streamed = Frames.concat(list(g.stream(portrait, speech.chunks(3200),
+                                           controls=LiveControls(controls))))
+    assert torch.equal(streamed.data, batch.data)
+
+
+def test_a_generator_without_set_controls_refuses_a_change_by_name(pm, controls, portrait,
+                                                                   speech):
+    g = graph(pm, controls)
+    assert not g.takes_live_controls()
+    live = LiveControls(controls)
+    frames = g.stream(portrait, speech.chunks(3200), controls=live)
+    next(frames)
+    live.update(emotion="happy")
+    with pytest.raises(CompatibilityError, match="'smoothjaw' cannot change controls"):
+        list(frames)
+
+
+def test_live_controls_are_validated_like_controls():
+    live = LiveControls()
+    with pytest.raises(ContractError, match="emotion must be one of"):
+        live.update(emotion="furious")
+    with pytest.raises(TypeError):
+        live.update(mood="happy")
+    assert live.current.emotion == "neutral"
+    assert live.changed_since(live.snapshot()[1]) is None
+    live.set(Controls(head_motion=0.5))
+    assert live.current.head_motion == 0.5
+
+
+def test_skipped_frames_are_not_rendered_and_the_rest_match_batch(pm, controls, portrait, speech):
+    g = graph(pm, controls)
+    batch = g.run(portrait, speech).frames
+    asked = []
+
+    def skip_all_but_the_newest(start, stop):
+        asked.append((start, stop))
+        return stop - start - 1
+
+    parts = list(g.stream(portrait, speech.chunks(6400), skip_frames=skip_all_but_the_newest))
+    shown = [part.start_frame + i for part in parts for i in range(part.num_frames)]
+    assert shown == [stop - 1 for _, stop in asked]  # the newest of every piece, only
+    assert len(shown) < batch.num_frames
+    for part in parts:
+        assert torch.equal(part.data, batch.data[part.start_frame:part.start_frame + 1])

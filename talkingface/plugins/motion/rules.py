@@ -69,6 +69,8 @@ _EMOTIONS: dict[str, tuple[dict[str, float], float, float]] = {
 # Channels of the counter-based random stream (so draws never depend on chunking).
 _BLINK, _BLINK_DURATION, _GAZE_TIME, _GAZE_KIND, _GAZE_X, _GAZE_Y = range(6)
 _MASK = (1 << 64) - 1
+_STYLE_OMEGA = 2 * math.pi * 1.5
+"""Natural frequency (rad/s) at which emotion and head style follow a change of controls."""
 
 
 def _uniform(seed: int, channel: int, index: int) -> float:
@@ -320,21 +322,57 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
         self.gaze_v = np.zeros(2)
         self.gaze_target = np.zeros(2)
         self.next_saccade = 0
-        offsets, motion_factor, pitch_offset = _EMOTIONS[controls.emotion]
-        strength = controls.emotion_strength
-        self.expr_offset = np.zeros(len(OUTPUT_NAMES))
-        for name, value in offsets.items():
-            self.expr_offset[_COL[name]] = value * strength
-        self.head_gain = 0.0 if controls.still_head else controls.head_motion * (
-            1 + (motion_factor - 1) * strength
-        )
-        self.pitch_offset = math.radians(pitch_offset * strength) if not controls.still_head else 0
+        # Emotion offsets, head gain, pitch offset and head scale move towards the controls'
+        # values at _STYLE_HZ, so a change mid-stream (set_controls) eases in; without a change
+        # they sit exactly on their targets and every frame is what a batch run gives.
+        self.style = self._style_target(controls)
+        self.style_v = np.zeros_like(self.style)
+        self.style_target = self.style
+        self.controls = controls
+        if controls.gaze is not None:
+            self.gaze = np.array(controls.gaze)
         # Slow drift and speech sway: seeded sums of sinusoids (a pure function of time).
         rng = np.random.default_rng([controls.seed, 0x6D6F74])
         self.drift_freq = rng.uniform(0.03, 0.22, (3, 3))
         self.drift_phase = rng.uniform(0, 2 * math.pi, (3, 3))
         self.sway_freq = rng.uniform(0.4, 1.2, (3, 3))
         self.sway_phase = rng.uniform(0, 2 * math.pi, (3, 3))
+
+    @staticmethod
+    def _style_target(controls: Controls) -> np.ndarray:
+        """``[K + 3]``: expression offsets of the emotion, head-motion gain, pitch offset
+        (radians) and head scale that ``controls`` ask for."""
+        offsets, motion_factor, pitch_offset = _EMOTIONS[controls.emotion]
+        strength = controls.emotion_strength
+        style = np.zeros(len(OUTPUT_NAMES) + 3)
+        for name, value in offsets.items():
+            style[_COL[name]] = value * strength
+        if not controls.still_head:
+            style[-3] = controls.head_motion * (1 + (motion_factor - 1) * strength)
+            style[-2] = math.radians(pitch_offset * strength)
+        style[-1] = controls.head_distance
+        return style
+
+    def set_controls(self, controls: Controls) -> None:
+        """Steer the frames emitted from now on: emotion, head motion and distance ease in
+        over about a third of a second, gaze moves like a saccade, blink rate applies at once.
+
+        Raises:
+            TypeError: not ``Controls``.
+            ContractError: a different ``seed`` (the head's drift is drawn from it once per
+                stream; a new one would jump the head).
+        """
+        if not isinstance(controls, Controls):
+            raise TypeError(
+                f"rules: controls must be talkingface Controls, got {type(controls).__name__}"
+            )
+        if controls.seed != self.controls.seed:
+            raise ContractError(
+                f"rules: the seed is fixed for a stream (it is {self.controls.seed}); start a "
+                "new stream for another seed"
+            )
+        self.controls = controls
+        self.style_target = self._style_target(controls)
 
     def push(self, chunk: AudioFeatures) -> Motion | None:
         if chunk is None:
@@ -390,8 +428,10 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
             expr[i, :4] = self.mouth
             expr[i, 6:8] = self._blink(frame, dt)
             expr[i, 10:12] = self._gaze(frame, dt)
+            self.style, self.style_v = _damped_step(self.style, self.style_v, self.style_target,
+                                                    _STYLE_OMEGA, dt)
+            expr[i] += self.style[:-3]
             pose[i] = self._head(drift[i])
-        expr += self.expr_offset
         expr[:, :10] = np.clip(expr[:, :10], 0.0, 1.0)
         expr[:, 10:] = np.clip(expr[:, 10:], -1.0, 1.0)
         self.pending = self.pending[count:]
@@ -440,8 +480,8 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
                                             2 * math.pi * 1.5, dt)
 
     def _head(self, carriers: np.ndarray) -> np.ndarray:
-        scale = self.controls.head_distance
-        if self.head_gain == 0.0:
+        head_gain, pitch_offset, scale = self.style[-3:]
+        if head_gain == 0.0:
             return np.array([0.0, 0.0, 0.0, 0.0, 0.0, scale])
         yaw_deg = self.config.yaw_deg
         axes = np.array([yaw_deg, 0.8 * yaw_deg, 0.5 * yaw_deg])
@@ -451,8 +491,8 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
         activity = 0.1 + 0.9 * envelope
         angles = axes * activity * (0.6 * carriers[0] + 0.9 * carriers[1])
         angles[1] -= self.config.nod_deg * self.nod
-        angles = np.radians(angles) * self.head_gain
-        angles[1] += self.pitch_offset
+        angles = np.radians(angles) * head_gain
+        angles[1] += pitch_offset
         # The head translates a little with its rotation (it turns about the neck).
         return np.array([angles[0], angles[1], angles[2], 0.15 * angles[0],
                          -0.1 * angles[1], scale])
@@ -485,10 +525,10 @@ class RulesStream(StreamProcessor[AudioFeatures, Motion]):
         return math.cos(0.5 * math.pi * (x - close) / (1 - close)) ** 2
 
     def _gaze(self, frame: int, dt: float) -> np.ndarray:
-        if self.controls.gaze is not None:
-            return np.array(self.controls.gaze)
         seed = self.controls.seed
-        if frame >= self.next_saccade:
+        if self.controls.gaze is not None:
+            self.gaze_target = np.array(self.controls.gaze)
+        elif frame >= self.next_saccade:
             if _uniform(seed, _GAZE_KIND, frame) < 0.8:
                 spread = np.array([0.08, 0.05])  # fixations near the camera
             else:

@@ -14,6 +14,7 @@ from talkingface.pipeline.contracts import (
     VISEMES,
     AudioFeatures,
     Controls,
+    Motion,
 )
 from talkingface.pipeline.errors import ConfigError, ContractError
 from talkingface.plugins.audio.energy import EnergyEncoder
@@ -272,3 +273,57 @@ def test_declares_what_the_renderer_needs():
     two = RulesMotion(RulesMotion.Config(anticipation_frames=2))
     assert two.lookahead_frames == 2
     assert RulesMotion().declarations()["accepts"] == ["energy", "visemes"]
+
+
+def _streamed(controls: Controls, features: AudioFeatures, changes: dict[int, Controls]):
+    """Motion of ``features`` streamed 10 frames a chunk, with ``changes[frame]`` handed to
+    ``set_controls`` before the chunk that starts at that frame."""
+    proc = RulesMotion().stream(controls)
+    parts = []
+    for start in range(0, features.num_frames, 10):
+        if start in changes:
+            proc.set_controls(changes[start])
+        parts.append(proc.push(features.slice(start, start + 10)))
+    parts.append(proc.flush())
+    return Motion.concat([p for p in parts if p is not None])
+
+
+def test_the_same_controls_set_mid_stream_change_nothing():
+    features = babble(4.0)
+    controls = Controls(emotion="sad", gaze=(0.2, -0.1), seed=3)
+    batch = RulesMotion().generate(features, controls)
+    streamed = _streamed(controls, features, {40: controls, 60: Controls(**vars(controls))})
+    assert torch.equal(streamed.pose, batch.pose)
+    assert torch.equal(streamed.expression, batch.expression)
+
+
+def test_a_live_emotion_eases_in_from_the_next_chunk():
+    features = babble(4.0)
+    motion = _streamed(Controls(), features, {50: Controls(emotion="happy")})
+    smile = col(motion, "smile")
+    first = 50 - RulesConfig.anticipation_frames  # the first frame emitted after the change
+    assert torch.all(smile[:first] == 0)
+    assert 0 < smile[first] < 0.2  # no jump on the first frame of the change ...
+    assert torch.all(torch.diff(smile[first:first + 10]) > 0)  # ... it eases in
+    assert smile[first + 20:].min() > 0.68  # and holds happy's 0.7 within ~0.8 s
+
+
+def test_live_head_motion_and_gaze_take_effect():
+    features = babble(6.0)
+    controls = Controls(head_motion=2.0)
+    still = Controls(head_motion=0.0, gaze=(0.5, 0.3))
+    motion = _streamed(controls, features, {60: still})
+    yaw = motion.pose[:, 0]
+    assert yaw[:60].abs().max() > 0.01
+    assert yaw[100:].abs().max() < 0.1 * yaw[:60].abs().max()
+    gaze = torch.stack([col(motion, "gaze_x"), col(motion, "gaze_y")], dim=1)
+    assert torch.allclose(gaze[70:], torch.tensor([0.5, 0.3]), atol=1e-3)
+    assert (gaze[61] - gaze[60]).abs().max() < 0.5  # a saccade, not a teleport
+
+
+def test_set_controls_refuses_another_seed_and_other_types():
+    proc = RulesMotion().stream(Controls(seed=1))
+    with pytest.raises(ContractError, match="seed is fixed"):
+        proc.set_controls(Controls(seed=2))
+    with pytest.raises(TypeError, match="must be talkingface Controls"):
+        proc.set_controls({"emotion": "happy"})
