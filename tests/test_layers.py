@@ -73,8 +73,9 @@ ALLOWED = {
     "plugins.presets": {"pipeline", "root"},
     "provenance": {"provenance", "io", "pipeline", "root"},
     "compare": {"compare", "api", "face", "io", "pipeline", "root"},
+    "dataset": {"dataset", "face", "io", "pipeline", "root"},
     "api": {"pipeline", "io", "kernels", "provenance", "root"},
-    "cli": {"api", "assets", "compare", "root"},
+    "cli": {"api", "assets", "compare", "dataset", "root"},
 }
 ALLOWED |= {f"plugins.{kind}": {f"plugins.{kind}", "pipeline", "face", "io", "kernels", "root"}
             for kind in ("audio", "motion", "render")}
@@ -88,9 +89,13 @@ def test_dependencies_point_down(module):
 
 
 def test_the_cli_imports_the_api_and_the_assets_only():
-    assert {_layer(i) for i in IMPORTS["talkingface.cli"]} <= {"api", "assets", "compare", "root"}
+    assert {_layer(i) for i in IMPORTS["talkingface.cli"]} <= {"api", "assets", "compare",
+                                                              "dataset", "root"}
+    # the `compare` and `dataset` subcommands' own arguments
     assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "compare"} == {
-        "talkingface.compare.cli"}  # the `compare` subcommand's own arguments
+        "talkingface.compare.cli"}
+    assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "dataset"} == {
+        "talkingface.dataset.cli"}
 
 
 def test_relative_and_root_imports_are_seen(tmp_path):
