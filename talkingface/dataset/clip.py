@@ -165,6 +165,8 @@ def build_clip(task: ClipTask) -> dict[str, Any]:
     track = extract_motion(task.video, fps=s.fps, smoothing=s.smoothing, max_frames=max_frames)
     has_face = torch.as_tensor(track.has_face).bool()
     face_fraction = float(has_face.float().mean()) if has_face.numel() else 0.0
+    if track.rest is None or not has_face.any():
+        raise InputError("no face found in the video")
     if face_fraction < s.min_face:
         raise InputError(
             f"a face in {face_fraction:.0%} of the frames (--min-face {s.min_face:.0%})"
@@ -193,6 +195,7 @@ def build_clip(task: ClipTask) -> dict[str, Any]:
         "confidence": torch.as_tensor(track.confidence)[:t].float(),
         "has_face": has_face[:t].to(torch.uint8),
         "landmarks": torch.as_tensor(track.landmarks)[:t].float(),
+        "rest_landmarks": torch.as_tensor(track.rest.points).float(),
         "audio_features": features.values[:t].float(),
         "audio": audio.samples.float(),
         "reference_frames": refs,
@@ -209,8 +212,9 @@ def build_clip(task: ClipTask) -> dict[str, Any]:
         "feature_names": list(features.names) if features.names else None,
         "encoder": s.encoder,
         "audio_rate": audio.sample_rate,
-        "source_fps": source_fps,
-        "source_size": [int(info["video"]["height"]), int(info["video"]["width"])],
+        "source_fps": track.source_fps,
+        "source_size": list(track.size),
+        "rest_frame": track.rest.frame,
         "face_fraction": face_fraction,
     }
     return {"tensors": tensors, "meta": meta}

@@ -11,16 +11,17 @@ A clip file holds, all aligned to the same ``T`` frames at the dataset's ``fps``
     expression         float32 [T, K]        semantic coefficients (names in the metadata)
     confidence         float32 [T]           face-tracking confidence, 0..1
     has_face           uint8   [T]           1 where a face was found (else motion is held)
-    landmarks          float32 [T, 478, 3]   MediaPipe landmarks, source-video pixels
+    landmarks          float32 [T, 478, 3]   MediaPipe landmarks, source-video pixels (NaN: no face)
+    rest_landmarks     float32 [478, 3]      the rest face pose and expression are relative to
     audio_features     float32 [T, D]        the chosen encoder's features of the clip's audio
     audio              float32 [S]           the sound track, mono, at ``audio_rate``
     reference_frames   uint8   [R, H, W, 3]  portrait frames (the first, then evenly spaced)
     reference_index    int64   [R]           their frame indices
 
 and, as the safetensors metadata key ``talkingface``, a JSON object with the clip's id, source
-path, frame count, expression names, feature kind and names, source fps and size, and the
-format name and version. The manifest's clip entries are rebuilt from these headers when a
-build was killed between writing a clip and recording it.
+path, frame count, expression names, feature kind and names, source fps and size, the rest
+face's source frame, and the format name and version. The manifest's clip entries are rebuilt
+from these headers when a build was killed between writing a clip and recording it.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ TEMP_SUFFIX = ".tmp"
 METADATA_KEY = "talkingface"
 
 CLIP_TENSORS = (
-    "pose", "expression", "confidence", "has_face", "landmarks", "audio_features", "audio",
-    "reference_frames", "reference_index",
+    "pose", "expression", "confidence", "has_face", "landmarks", "rest_landmarks",
+    "audio_features", "audio", "reference_frames", "reference_index",
 )  # fmt: skip
 """Every tensor a version-1 clip file holds."""
 

@@ -33,7 +33,8 @@ class DatasetClip:
         audio_features: ``[T, D]`` features of the clip's audio (row ``t`` = frame ``t``).
         confidence: float32 ``[T]`` face-tracking confidence.
         has_face: bool ``[T]``: False where no face was found.
-        landmarks: float32 ``[T, 478, 3]`` in the source video's pixels.
+        landmarks: float32 ``[T, 478, 3]`` in the source video's pixels (NaN: no face).
+        rest_landmarks: float32 ``[478, 3]``: the rest face the motion is relative to.
         audio: the sound track (mono); frame ``t`` covers ``[t / fps, (t + 1) / fps)`` s.
         reference_frames: uint8 ``[R, H, W, 3]`` portrait frames.
         reference_index: int64 ``[R]``: the frame each reference frame was taken at.
@@ -46,6 +47,7 @@ class DatasetClip:
     confidence: torch.Tensor
     has_face: torch.Tensor
     landmarks: torch.Tensor
+    rest_landmarks: torch.Tensor
     audio: Audio
     reference_frames: torch.Tensor
     reference_index: torch.Tensor
@@ -80,6 +82,7 @@ def clip_from_file(path: str | Path) -> DatasetClip:
         confidence=tensors["confidence"],
         has_face=tensors["has_face"].bool(),
         landmarks=tensors["landmarks"],
+        rest_landmarks=tensors["rest_landmarks"],
         audio=Audio(tensors["audio"], int(meta["audio_rate"])),
         reference_frames=tensors["reference_frames"],
         reference_index=tensors["reference_index"],
