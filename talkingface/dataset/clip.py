@@ -222,8 +222,10 @@ def build_clip(task: ClipTask) -> dict[str, Any]:
 
 def run_task(task: ClipTask) -> ClipResult:
     """Build one clip; never raises (an unusable video is ``skipped``, a bug ``failed``).
-    Runs in a worker process (or a Ray task)."""
+    Runs in a worker process, a Ray task, or the caller's process (whose torch thread count
+    is restored afterwards)."""
     start = time.perf_counter()
+    threads_before = torch.get_num_threads()
     if task.threads:
         torch.set_num_threads(task.threads)
     try:
@@ -235,6 +237,8 @@ def run_task(task: ClipTask) -> ClipResult:
     except Exception as exc:  # noqa: BLE001 - reported in the manifest, retried next run
         data, status, frames = None, "failed", 0
         reason = f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    finally:
+        torch.set_num_threads(threads_before)
     return ClipResult(
         task.id, task.source, status, data, reason, frames, time.perf_counter() - start
     )
