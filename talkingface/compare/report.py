@@ -202,9 +202,12 @@ def reenactment_table(comp: Comparison) -> str:
     lines.append("-" * len(head))
     for name in names:
         if name in means:
+            cells = [_fmt(float(np.mean(means[name][m])) if means[name][m] else math.nan)
+                     for m, _ in REENACT]
+            cells = ["n/a" if m == "lpips" and notes and c == "-" else c
+                     for (m, _), c in zip(REENACT, cells, strict=True)]
             lines.append(f"{name:<{vw}}{'(mean)':<{iw}}" + "".join(
-                f"{_fmt(float(np.mean(means[name][m])) if means[name][m] else math.nan):>{w}}"
-                for (m, _), w in zip(REENACT, widths, strict=True)))
+                f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
     lines += [f"LPIPS: {n}" for n in sorted(notes)]
     return "\n".join(lines)
 
