@@ -113,8 +113,8 @@ def build_dataset(
         executor: ``process`` (a local process pool; ``workers=1`` runs in this process) or
             ``ray`` (Ray tasks on the cluster at ``address``, or a local Ray when None;
             needs ``pip install 'talkingface[ray]'``).
-        workers: processes for ``process`` (default: the CPU count, at most 4); ignored by
-            ``ray``, which uses every CPU of the cluster.
+        workers: processes for ``process`` (default: the CPU count, at most 4); for ``ray``
+            without ``address``, the CPUs of the local Ray (a cluster uses all of its own).
         address: Ray cluster address (``ray://host:10001`` or ``auto``).
         retry_skipped: build again the clips an earlier run skipped.
         progress: show a progress bar (tqdm) on stderr.
@@ -129,6 +129,7 @@ def build_dataset(
     if not found:
         raise InputError(f"no videos ({', '.join(VIDEO_EXTS)}) under {videos}")
     params = check_settings(settings)
+    run = executor_for(executor, workers=workers, address=address)
     try:
         manifest = fmt.read_manifest(root)
     except ValueError as exc:
@@ -171,7 +172,6 @@ def build_dataset(
         fmt.write_manifest(root, {**head, "clips": list(entries.values())})
 
     save()
-    run = executor_for(executor, workers=workers, address=address)
     tasks = [
         ClipTask(cid, str(path), str(path.relative_to(videos)), settings, run.threads)
         for cid, path in todo
