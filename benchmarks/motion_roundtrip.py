@@ -1,11 +1,12 @@
-"""Round trip of motion extraction: render the demo portrait with ``rules`` motion through
-``meshwarp``, extract the motion back from the rendered frames, and print the error per
-coefficient (MAE and correlation) against the motion that drove the render.
+"""Round trip of motion extraction: render the demo portrait with ``rules`` motion (from the
+``visemes`` encoder on the demo speech) through ``meshwarp``, extract the motion back from the
+rendered frames, and print the error per coefficient (MAE and correlation) against the motion
+that drove the render, pooled over the emotions asked for.
 
-    python benchmarks/motion_roundtrip.py --seconds 6 --size 256
+    python benchmarks/motion_roundtrip.py --seconds 8 --size 256 --emotions neutral happy
 
-The clip starts with one frame of the portrait at rest (motion zero), which the extraction takes
-as its rest face, so the extracted values are directly comparable with the driving ones.
+Each clip starts with one frame of the portrait at rest (motion zero), which the extraction
+takes as its rest face, so the extracted values are directly comparable with the driving ones.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from talkingface.assets import demo_audio_path, demo_portrait
 from talkingface.face.motion_track import extract_motion
 from talkingface.io import load_audio
 from talkingface.pipeline.contracts import POSE_NAMES, Controls, Motion
-from talkingface.plugins.audio.energy import EnergyEncoder
+from talkingface.plugins.audio.visemes import VisemeEncoder
 from talkingface.plugins.motion.rules import RulesMotion
 from talkingface.plugins.render.meshwarp import MeshWarpRenderer
 
 
 def driving_motion(seconds: float, fps: float, seed: int, emotion: str) -> Motion:
     """``rules`` motion for the first ``seconds`` of the demo speech, after one rest frame."""
-    encoder = EnergyEncoder()
+    encoder = VisemeEncoder()
     audio = load_audio(demo_audio_path(), target_rate=encoder.sample_rate)
     audio = audio.slice(0, int(seconds * audio.sample_rate))
     features = encoder.encode(audio, fps)
@@ -60,21 +61,24 @@ def round_trip(
     return motion, track, render_s, extract_s
 
 
-def errors(motion: Motion, track) -> list[tuple[str, float, float, float]]:
-    """``(name, MAE, correlation, driven range)`` per pose column and shared coefficient."""
+def errors(pairs: list[tuple[Motion, object]]) -> list[tuple[str, float, float, float]]:
+    """``(name, MAE, correlation, driven range)`` per pose column and shared coefficient, over
+    the frames of every ``(driving motion, extracted track)`` pair."""
+
+    def columns(motion: Motion) -> dict[str, torch.Tensor]:
+        return {
+            **{n: motion.pose[:, i] for i, n in enumerate(POSE_NAMES)},
+            **{n: motion.get(n) for n in motion.names},
+        }
+
+    truth = [columns(m) for m, _ in pairs]
+    got = [columns(t.motion) for _, t in pairs]
     rows = []
-    truth = {
-        **{n: motion.pose[:, i] for i, n in enumerate(POSE_NAMES)},
-        **{n: motion.get(n) for n in motion.names},
-    }
-    got = {
-        **{n: track.motion.pose[:, i] for i, n in enumerate(POSE_NAMES)},
-        **{n: track.motion.get(n) for n in track.names},
-    }
-    for name in (*POSE_NAMES, *track.names):
-        if name not in truth:
+    for name in (*POSE_NAMES, *pairs[0][1].names):
+        if name not in truth[0]:
             continue
-        a, b = truth[name].double().numpy(), got[name].double().numpy()
+        a = torch.cat([c[name] for c in truth]).double().numpy()
+        b = torch.cat([c[name] for c in got]).double().numpy()
         mae = float(np.abs(a - b).mean())
         corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 1e-6 and b.std() > 1e-6 else math.nan
         rows.append((name, mae, corr, float(a.max() - a.min())))
@@ -83,35 +87,41 @@ def errors(motion: Motion, track) -> list[tuple[str, float, float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--emotion", default="happy")
+    parser.add_argument("--emotions", nargs="+", default=["neutral", "happy", "surprised"])
     parser.add_argument("--smoothing", default="default")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    motion, track, render_s, extract_s = round_trip(
-        args.seconds, args.fps, args.size, args.seed, args.emotion, args.smoothing
-    )
+    pairs, render_s, extract_s = [], 0.0, 0.0
+    for emotion in args.emotions:
+        motion, track, r_s, e_s = round_trip(
+            args.seconds, args.fps, args.size, args.seed, emotion, args.smoothing
+        )
+        pairs.append((motion, track))
+        render_s, extract_s = render_s + r_s, extract_s + e_s
+    frames = sum(m.num_frames for m, _ in pairs)
+    faces = sum(int(t.has_face.sum()) for _, t in pairs)
+    confidence = np.concatenate([t.confidence for _, t in pairs])
     print(
         f"# {platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
-        f"{args.threads} thread(s); {motion.num_frames} frames at {args.size} px, "
-        f"emotion {args.emotion}, smoothing {args.smoothing}"
+        f"{args.threads} thread(s); {len(pairs)} clips ({', '.join(args.emotions)}), "
+        f"{frames} frames at {args.size} px, smoothing {args.smoothing}"
     )
     print(
         f"# render {render_s:.2f} s, extract {extract_s:.2f} s "
-        f"({1000 * extract_s / motion.num_frames:.1f} ms/frame); faces on "
-        f"{int(track.has_face.sum())}/{track.num_frames} frames, median confidence "
-        f"{float(np.median(track.confidence)):.2f}"
+        f"({1000 * extract_s / frames:.1f} ms/frame); faces on {faces}/{frames} frames, "
+        f"median confidence {float(np.median(confidence)):.2f}"
     )
     print("| coefficient | MAE | correlation | driven range |")
     print("| --- | ---: | ---: | ---: |")
-    for name, mae, corr, span in errors(motion, track):
+    for name, mae, corr, span in errors(pairs):
         unit = " deg" if name in ("yaw", "pitch", "roll") else ""
         scale = 180 / math.pi if unit else 1.0
-        print(f"| {name} | {mae * scale:.4f}{unit} | {corr:.3f} | {span * scale:.3f}{unit} |")
+        print(f"| {name} | {mae * scale:.3f}{unit} | {corr:.3f} | {span * scale:.3f}{unit} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Print ``talkingface.face.motion_fit.MEASURE_BASES``: the change of each landmark measure per
-unit of each expression coefficient, as the ``meshwarp`` rig displaces the demo portrait's
-landmarks (no rendering, no detection: the renderer's own geometry).
+"""Print ``talkingface.face.motion_fit.MEASURE_BASES``: how each landmark measure changes per
+unit of each expression coefficient on faces ``meshwarp`` renders, as the face landmarker reads
+them back. Renders the demo portrait with one coefficient at a time (at two strengths, at two
+sizes), finds the landmarks in every frame, and fits the slope of each measure.
 
     python scripts/calibrate_motion_fit.py
 """
@@ -8,32 +9,41 @@ landmarks (no rendering, no detection: the renderer's own geometry).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from talkingface.assets import demo_portrait
-from talkingface.face.motion_fit import FIT_NAMES, face_measures
-from talkingface.plugins.render.mesh import BASIS_NAMES
+from talkingface.face import FaceAnalyzer
+from talkingface.face.motion_fit import FIT_NAMES, MEASURES, MotionFitter, RestFace
+from talkingface.pipeline.contracts import Motion
 from talkingface.plugins.render.meshwarp import MeshWarpRenderer
 
-# lip_press also drives lip_seal in meshwarp (see MeshWarpRenderer.coefficients).
-_DRIVES = {"lip_press": ("lip_press", "lip_seal")}
+STRENGTHS = (0.5, 1.0)
 
 
-def measure_bases(size: int = 512) -> dict[str, np.ndarray]:
-    """``{coefficient: [M]}`` for every name in FIT_NAMES, from the demo portrait's rig."""
-    renderer = MeshWarpRenderer({"size": size})
-    prepared = renderer.prepare(demo_portrait())
-    rig = prepared.state["rig"]
-    rest = rig.points[:478].double().numpy()
-    bases = rig.point_bases[:, :478].double().numpy()
-    height = float(rig.face_height)
-    zero = face_measures(rest, rest, height)
-    out = {}
-    for name in FIT_NAMES:
-        moved = rest.copy()
-        for basis in _DRIVES.get(name, (name,)):
-            moved[:, :2] += bases[BASIS_NAMES.index(basis)]
-        out[name] = face_measures(moved, rest, height) - zero
-    return out
+def measure_bases(sizes: tuple[int, ...] = (256, 512)) -> dict[str, np.ndarray]:
+    """``{coefficient: [M]}`` for every name in FIT_NAMES, averaged over ``sizes``."""
+    rows = [np.zeros(len(FIT_NAMES))]
+    for index in range(len(FIT_NAMES)):
+        for strength in STRENGTHS:
+            row = np.zeros(len(FIT_NAMES))
+            row[index] = strength
+            rows.append(row)
+    coeffs = np.array(rows)
+    pose = torch.zeros(len(rows), 6)
+    pose[:, 5] = 1.0
+    motion = Motion(pose, torch.from_numpy(coeffs).float(), FIT_NAMES, 25.0)
+    slopes = np.zeros((len(sizes), len(FIT_NAMES), len(MEASURES)))
+    with FaceAnalyzer(max_faces=1, static=True) as analyzer:
+        for s, size in enumerate(sizes):
+            renderer = MeshWarpRenderer({"size": size})
+            frames = renderer.render(renderer.prepare(demo_portrait()), motion).data
+            points = [analyzer.detect(f)[0].points.double().numpy() for f in frames]
+            fitter = MotionFitter(RestFace.from_points(points[0]))
+            change = np.array([fitter.measure(p)[1] for p in points])
+            for k in range(len(FIT_NAMES)):
+                c = coeffs[1:, k]
+                slopes[s, k] = c @ change[1:] / (c @ c)
+    return {name: slopes[:, k].mean(0) for k, name in enumerate(FIT_NAMES)}
 
 
 def main() -> None:

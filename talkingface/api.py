@@ -235,10 +235,31 @@ class Pipeline:
             check_not_silent(clip, source=source)
         return clip
 
+    def default_audio(self) -> str | Path | None:
+        """The audio a run takes when it is given none: the motion source's (the ``video``
+        source's driver's sound track), or None when the motion is made from audio.
+
+        Raises:
+            InputError: the motion source has audio of its own but cannot give it (a driver
+                video without a sound track).
+        """
+        return self.graph.motion.default_audio()
+
+    def _audio_or_default(self, audio: AudioLike | None) -> AudioLike:
+        if audio is not None:
+            return audio
+        default = self.default_audio()
+        if default is None:
+            raise InputError(
+                f"give the speech audio: the motion source {self.graph.motion.name!r} makes "
+                "motion from audio (motion=video takes a driver video's own sound track)"
+            )
+        return default
+
     def run(
         self,
         image: ImageLike,
-        audio: AudioLike,
+        audio: AudioLike | None = None,
         output: str | Path | None = None,
         *,
         sink: Sink | None = None,
@@ -247,9 +268,11 @@ class Pipeline:
         """Batch run. With ``output`` (an .mp4 path) frames stream to the file, which is signed
         with Content Credentials, and the resolved config is saved beside it; without, frames
         are returned in ``result.frames`` (uint8 once watermarked, whatever the renderer made).
-        ``progress`` shows a progress bar (tqdm) on stderr."""
+        ``progress`` shows a progress bar (tqdm) on stderr. ``audio`` may be left out when the
+        motion source has its own (:meth:`default_audio`); the video's length follows the
+        audio."""
         portrait = as_portrait(image)
-        clip = self.load_audio(audio)
+        clip = self.load_audio(self._audio_or_default(audio))
         bar = None
         if output is not None:
             known = portrait.size if isinstance(portrait, PreparedPortrait) else None
@@ -279,7 +302,7 @@ class Pipeline:
     def stream(
         self,
         image: ImageLike,
-        audio: AudioLike,
+        audio: AudioLike | None = None,
         *,
         chunk_s: float | None = None,
         output: str | Path | BinaryIO | None = None,
@@ -296,9 +319,10 @@ class Pipeline:
         early (then it ends where the frames stopped), removed if the run fails, and the config
         is saved beside a path. A loop that may raise should close the iterator itself
         (``with contextlib.closing(pipe.stream(...)) as frames:``): an iterator left to the
-        garbage collector is finished, not removed, whenever it is collected.
+        garbage collector is finished, not removed, whenever it is collected. ``audio``: as in
+        :meth:`run`.
         """
-        chunks = self.audio_chunks(audio, chunk_s)
+        chunks = self.audio_chunks(self._audio_or_default(audio), chunk_s)
         return self.stream_chunks(image, chunks, output=output)
 
     def audio_chunks(self, audio: AudioLike, chunk_s: float | None = None) -> Iterator[Audio]:

@@ -22,6 +22,7 @@ examples:
   talkingface run --image me.jpg --audio a.mp3 audio=energy controls.emotion=happy
   talkingface run -i me.jpg -a a.wav render.params.paste_back=true   # whole picture, not the crop
   talkingface run -i me.jpg -a a.wav threads=1     # torch CPU threads (busy machine: fewer)
+  talkingface run --image me.jpg motion=video motion.params.path=driver.mp4
   talkingface stream --image me.jpg --audio a.wav --output - > live.mp4
   talkingface profile --image me.jpg --audio a.wav --trace trace.json
   talkingface plugins
@@ -45,7 +46,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 def _add_input_args(p: argparse.ArgumentParser, demo: bool = True) -> None:
     suffix = " (default: the built-in demo)" if demo else ""
     p.add_argument("--image", "-i", help="portrait image: jpg/png/webp" + suffix)
-    p.add_argument("--audio", "-a", help="speech audio: wav/flac/mp3/ogg, any rate" + suffix)
+    p.add_argument("--audio", "-a", help="speech audio: wav/flac/mp3/ogg, any rate" + suffix
+                   + "; with motion=video, the driver video's own sound by default")
     p.add_argument("--allow-silent", action="store_true",
                    help="accept silent audio (renders a still face) instead of refusing it")
     p.add_argument("--seed", type=int, help="seed for every random choice (same seed, same video)")
@@ -154,23 +156,35 @@ def _pipeline(args):
     return Pipeline.from_config(source, overrides, inputs=None if text is None else {"text": text})
 
 
-def _inputs(args) -> tuple[str, str, bool]:
+def _inputs(args, pipe) -> tuple[str, str, bool]:
+    """(image, audio, demo?): the demo portrait stands in for a missing --image, the motion
+    source's own audio (a driver video's sound) or the demo speech for a missing --audio."""
     from talkingface.api import InputError
+    from talkingface.assets import demo_audio_path, demo_portrait_path
 
+    audio = args.audio if args.audio is not None else pipe.default_audio()
     if args.image is None and args.audio is None:
-        from talkingface.assets import demo_audio_path, demo_portrait_path
-
-        return str(demo_portrait_path()), str(demo_audio_path()), True
-    if args.image is None or args.audio is None:
+        return str(demo_portrait_path()), str(audio or demo_audio_path()), True
+    if args.image is None or audio is None:
         raise InputError("give both --image and --audio (or neither, for the built-in demo)")
-    return args.image, args.audio, False
+    return args.image, str(audio), False
+
+
+def _default_output(audio: str, demo: bool) -> Path:
+    """The demo's name, else the audio's name + .mp4 here (never the audio file itself, which
+    a driver video used for its sound would be)."""
+    if demo:
+        return Path("talkingface_demo.mp4")
+    output = Path(Path(audio).stem + ".mp4")
+    if output.resolve() == Path(audio).resolve():
+        output = Path(Path(audio).stem + "_talkingface.mp4")
+    return output
 
 
 def cmd_run(args) -> int:
-    image, audio, demo = _inputs(args)
-    output = args.output or (Path("talkingface_demo.mp4") if demo
-                             else Path(Path(audio).stem + ".mp4"))
     pipe = _pipeline(args)
+    image, audio, demo = _inputs(args, pipe)
+    output = args.output or _default_output(audio, demo)
     # Bad inputs (no face included) fail here, before anything is written.
     portrait = pipe.prepare(image)
     clip = pipe.load_audio(audio)
@@ -205,8 +219,8 @@ def _say_provenance(pipe) -> None:
 
 
 def cmd_stream(args) -> int:
-    image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
+    image, audio, _ = _inputs(args, pipe)
     target = sys.stdout.buffer if args.output == "-" else Path(args.output)
     # Bad audio and a bad portrait fail before anything is written.
     for _ in pipe.stream(image, audio, chunk_s=args.chunk_s, output=target):
@@ -229,8 +243,8 @@ def cmd_plugins(args) -> int:
 def cmd_profile(args) -> int:
     from talkingface.api import DiscardSink
 
-    image, audio, _ = _inputs(args)
     pipe = _pipeline(args)
+    image, audio, _ = _inputs(args, pipe)
     if args.stream:
         for _ in pipe.stream(image, audio):
             pass

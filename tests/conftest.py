@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from talkingface import assets
 from talkingface.assets import demo_portrait
 from talkingface.face import FaceAnalyzer, FaceLandmarks
 from talkingface.pipeline.registry import PluginManager
@@ -59,3 +61,32 @@ def _talkingface_home(tmp_path_factory):
         os.environ.pop("TALKINGFACE_HOME", None)
     else:
         os.environ["TALKINGFACE_HOME"] = before
+
+
+@pytest.fixture(scope="session")
+def rendered_talk(tmp_path_factory):
+    """A short clip of the demo portrait rendered by ``rules`` + ``meshwarp`` at 256 px, 25 fps,
+    whose first frame is the portrait at rest: ``(motion, frames, audio, mp4 path)`` where the
+    MP4 carries the frames and the speech (a driver video for the ``video`` motion source)."""
+    from talkingface.io import VideoWriter, load_audio
+    from talkingface.pipeline.contracts import Controls, Motion
+    from talkingface.plugins.audio.energy import EnergyEncoder
+    from talkingface.plugins.motion.rules import RulesMotion
+    from talkingface.plugins.render.meshwarp import MeshWarpRenderer
+
+    encoder = EnergyEncoder()
+    audio = load_audio(assets.demo_audio_path(), target_rate=encoder.sample_rate)
+    audio = audio.slice(0, 3 * audio.sample_rate)  # 75 frames, the first of them at rest
+    talk = RulesMotion().generate(
+        encoder.encode(audio.slice(0, audio.num_samples - audio.sample_rate // 25), 25.0),
+        Controls(seed=3))
+    rest_pose = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    motion = Motion(torch.cat([rest_pose, talk.pose]),
+                    torch.cat([torch.zeros(1, len(talk.names)), talk.expression]),
+                    talk.names, 25.0)
+    renderer = MeshWarpRenderer({"size": 256, "flow_grid": 64})
+    frames = renderer.render(renderer.prepare(assets.demo_portrait()), motion)
+    path = tmp_path_factory.mktemp("driver") / "driver.mp4"
+    with VideoWriter(path, 25.0, (256, 256), audio=audio, crf=12) as writer:
+        writer.write(frames)
+    return motion, frames, audio, path

@@ -175,3 +175,21 @@ def test_run_says_when_the_watermark_is_off(tmp_path, capsys, monkeypatch, speec
     assert "watermark: OFF" not in capsys.readouterr().err
     assert main([*argv, "watermark.enabled=false"]) == 0
     assert "watermark: OFF (watermark.enabled=false)" in capsys.readouterr().err
+
+
+def test_run_with_a_driver_video_takes_its_sound(tmp_path, monkeypatch, capsys, rendered_talk):
+    import shutil
+
+    from talkingface.assets import demo_portrait_path
+    from talkingface.io import probe_media
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(rendered_talk[3], "driver.mp4")
+    argv = ["run", "-i", str(demo_portrait_path()), "--no-progress", "motion=video",
+            "motion.params.path=driver.mp4", "render.params.size=128",
+            "render.params.flow_grid=32", "threads=1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    # Named after the driver, without overwriting it.
+    info = probe_media("driver_talkingface.mp4")
+    assert info["video"]["frames"] == 75 and info["audio"] is not None
+    assert probe_media("driver.mp4")["video"]["width"] == 256

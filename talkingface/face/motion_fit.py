@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 from talkingface.face.landmarks import (
     CHIN,
@@ -52,44 +51,73 @@ MEASURES: tuple[str, ...] = (
 """The landmark measures, each as a change from the rest face (see :func:`face_measures`)."""
 
 MEASURE_BASES: dict[str, tuple[float, ...]] = {
-    "jaw_open": (0.1290, 0, 0.0025, 0, 0.0546, 0.1325, 0, 0.1084, 0, 0, 0, 0, 0),
-    "mouth_wide": (-0.0006, -0.0048, -0.0064, 0.2600, 0, -0.0067, 0.0051, 0, 0, 0, 0, 0, 0),
-    "mouth_round": (0.0008, 0.0057, 0.0077, -0.3999, 0, 0.0081, -0.0061, 0, 0, 0, 0, 0, 0),
+    "jaw_open": (
+        0.1423, -0.0100, -0.0019, 0.0282, 0.0602, 0.1289, -0.0047, 0.0820, -0.1360, -0.0588,
+        0.0130, 0.0015, 0.0037,
+    ),
+    "mouth_wide": (
+        -0.0060, -0.0067, -0.0005, 0.2263, -0.0068, -0.0112, 0.0025, -0.0034, -0.0241, -0.0415,
+        0.0051, -0.0004, 0.0014,
+    ),
+    "mouth_round": (
+        0.0193, 0.0026, -0.0024, -0.4923, 0.0097, 0.0168, -0.0029, 0.0041, -0.0532, -0.0020,
+        0.0013, 0.0045, -0.0007,
+    ),
     "lip_press": (
-        -0.0064, -0.0167, -0.0224, -0.0400, -0.0001, -0.0264, 0.0193, 0, 0, 0, 0, 0, 0,
+        -0.0058, -0.0144, -0.0131, -0.0129, -0.0080, -0.0262, 0.0075, -0.0062, -0.0045, 0.0421,
+        -0.0012, -0.0061, -0.0014,
     ),
     "smile": (
-        -0.0001, -0.0038, 0.0060, 0.1797, -0.0365, -0.0115, -0.0136, 0.0129, -0.0103, -0.0102,
-        0, 0.0002, 0.0006,
+        0.0034, -0.0083, 0.0034, 0.1925, -0.0370, -0.0167, -0.0150, -0.0054, -0.0186, -0.0885,
+        0.0024, 0.0217, 0.0034,
     ),
-    "frown": (0, 0.0020, -0.0031, -0.0599, 0.0227, 0.0049, 0.0060, -0.0020, 0, 0, 0, 0, 0),
-    "blink_l": (0, 0, 0, 0, 0, 0, 0, 0, -1.0192, 0, 0, 0.0527, 0),
-    "blink_r": (0, 0, 0, 0, 0, 0, 0, 0, 0, -1.0159, 0, 0.0465, 0),
-    "brow_up": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -0.0395),
-    "brow_down": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0237),
-    "gaze_x": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.2000, 0, 0),
-    "gaze_y": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -0.1000, 0),
+    "frown": (
+        0.0173, -0.0041, -0.0074, -0.0509, 0.0223, 0.0123, 0.0060, 0.0050, -0.0259, 0.0232,
+        -0.0006, -0.0038, -0.0006,
+    ),
+    "blink_l": (
+        0.0009, -0.0010, 0.0017, 0.0082, 0.0040, 0.0086, 0.0070, 0.0065, -0.9044, -0.1050,
+        0.0708, 0.0220, 0.0024,
+    ),
+    "blink_r": (
+        -0.0064, -0.0018, 0.0028, 0.0154, -0.0089, -0.0108, -0.0052, 0.0022, -0.0979, -0.8378,
+        -0.0679, -0.0035, -0.0042,
+    ),
+    "brow_up": (
+        0.0004, -0.0001, -0.0018, -0.0006, -0.0049, -0.0076, -0.0061, -0.0071, 0.0542, 0.0342,
+        0.0132, 0.0232, -0.0305,
+    ),
+    "brow_down": (
+        -0.0008, 0.0009, 0.0020, 0.0108, 0.0039, 0.0057, 0.0036, 0.0122, -0.2323, -0.0538,
+        -0.0065, -0.0020, 0.0177,
+    ),
+    "gaze_x": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.2, 0, 0),
+    "gaze_y": (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -0.1, 0),
 }  # fmt: skip
-"""Change of each of :data:`MEASURES` per unit of each coefficient, as ``meshwarp`` renders it
-(its default ``jaw_drop`` 0.13), from the displacement its rig gives the demo portrait's
-landmarks (``scripts/calibrate_motion_fit.py`` prints this table; a test keeps it in step with
-the renderer). Distances are in rest face heights, the mouth width and eyelid gaps relative to
-their rest size, iris offsets in eye widths."""
+"""Change of each of :data:`MEASURES` per unit of each coefficient on faces ``meshwarp``
+renders (its defaults), as the face landmarker reads them back: distances in rest face heights,
+the mouth width and eyelid gaps relative to their rest size, iris offsets in eye widths.
+``scripts/calibrate_motion_fit.py`` measures it on the demo portrait (one coefficient at a
+time, two strengths, 256 and 512 px) and prints the table; a test keeps it in step with the
+renderer. Gaze is the exception: its rows are the iris shift the coefficient means (0.2 and
+0.1 eye widths), because the landmarker reads meshwarp's iris shift at about a third of that
+horizontally and not at all vertically, and a table calibrated on it would triple real gaze."""
 
 MEASURE_NOISE: tuple[float, ...] = (
-    0.004, 0.008, 0.008, 0.02, 0.005, 0.008, 0.008, 0.01, 0.08, 0.08, 0.03, 0.03, 0.004,
+    0.007, 0.004, 0.005, 0.025, 0.004, 0.009, 0.007, 0.01, 0.1, 0.1, 0.017, 0.006, 0.002,
 )  # fmt: skip
-"""How far each measure strays from :data:`MEASURE_BASES` on rendered and real faces (landmark
-jitter, and what the landmarker reads into a face beyond the rig's geometry: it narrows the
-eyes of a smile and thins the lips of a wide mouth), same units: the least-squares solve weighs
-each measure by its inverse."""
+"""How far each measure strays from :data:`MEASURE_BASES` (RMS over rendered talking clips:
+landmark jitter, and the coefficients' effects not adding up exactly), same units: the
+least-squares solve weighs each measure by its inverse. The eyelid gaps are the least
+reliable (10 %), the brow height the most."""
 
-_RIDGE = 0.5
+_RIDGE = 3.0
 """Weight of the small penalty on the coefficients' size in the solve (per unit coefficient, in
 units of measure noise): it picks the smallest combination where two coefficients move the
 measures alike (mouth_wide against mouth_round, smile against frown)."""
 _UPPER = {"jaw_open": 1.3}  # coefficients may exceed 1 only where the renderers allow it
 _SIGNED = ("gaze_x", "gaze_y")
+_OPPOSED = (("mouth_wide", "mouth_round"), ("smile", "frown"), ("brow_up", "brow_down"))
 
 
 def face_height(points: np.ndarray) -> float:
@@ -120,10 +148,23 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.nd
     return scale, rot, mu_t - scale * rot @ mu_s
 
 
+def rotation_matrix(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """``[3, 3]`` rotation in image axes (x right, y down, z away) for the renderers' angles:
+    ``R = F Ry(yaw) Rx(-pitch) Rz(roll) F`` with ``F = diag(1, -1, -1)`` (the convention of
+    ``talkingface.face.head_pose``)."""
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(-pitch), math.sin(-pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    flip = np.array([1.0, -1.0, -1.0])
+    return flip[:, None] * (ry @ rx @ rz) * flip[None, :]
+
+
 def rotation_angles(rot: np.ndarray) -> tuple[float, float, float]:
-    """yaw, pitch, roll (radians) of a rotation in image axes (x right, y down, z away), in
-    the convention of ``talkingface.face.head_pose`` and the renderers' pose: ``R = F Ry(yaw)
-    Rx(-pitch) Rz(roll) F`` with ``F = diag(1, -1, -1)``."""
+    """yaw, pitch, roll (radians) of a rotation in image axes: the inverse of
+    :func:`rotation_matrix`."""
     flip = np.array([1.0, -1.0, -1.0])
     m = flip[:, None] * rot * flip[None, :]
     pitch = math.asin(max(-1.0, min(1.0, m[1, 2])))
@@ -152,11 +193,11 @@ class RestFace:
 
     @staticmethod
     def from_points(points: np.ndarray, frame: int = -1) -> RestFace:
+        """The rest face of landmarks ``[478, 3]``."""
         points = np.asarray(points, dtype=np.float64)
         height = max(face_height(points), 1e-6)
-        return RestFace(
-            points, face_measures(points, points, height), height, head_pivot(points), frame
-        )
+        measures = face_measures(points, points, height)
+        return RestFace(points, measures, height, head_pivot(points), frame)
 
 
 def face_measures(points: np.ndarray, rest: np.ndarray, height: float) -> np.ndarray:
@@ -230,29 +271,78 @@ class MotionFitter:
         self._weight = weight
         self._signs = signs
         self._upper = np.array([_UPPER.get(n, 1.0) for n in FIT_NAMES])
+        column = {FIT_NAMES[i]: c for c, (i, sign) in enumerate(signs) if sign > 0}
+        self._opposed = [(column[a], column[b]) for a, b in _OPPOSED]
 
     def fit(self, points: np.ndarray) -> FrameFit:
         """Pose and expression of one face ``points [478, 3]`` (same image units as the rest)."""
-        rest = self.rest
-        points = np.asarray(points, dtype=np.float64)
-        rigid = list(RIGID_POINTS)
-        scale, rot, shift = similarity_fit(rest.points[rigid], points[rigid])
-        posed = scale * rest.points[rigid] @ rot.T + shift
-        residual = float(np.sqrt(((posed - points[rigid]) ** 2).sum(1).mean()))
-        residual /= scale * rest.face_height
-        yaw, pitch, roll = rotation_angles(rot)
-        # The renderers turn the head about its pivot, then shift it: p = sR(q - c) + c + d.
-        move = (shift + scale * rot @ rest.pivot - rest.pivot) / rest.face_height
-        pose = np.array([yaw, pitch, roll, move[0], move[1], scale])
-        aligned = (points - shift) @ rot / scale  # back into the rest face's frame
-        change = face_measures(aligned, rest.points, rest.face_height) - rest.measures
+        pose, change, residual = self.measure(points)
+        from scipy.optimize import nnls
+
         target = np.concatenate([change * self._weight, np.zeros(len(self._signs))])
-        solution, _ = nnls(self._matrix, target)
+        columns = np.arange(len(self._signs))
+        solution, cost = nnls(self._matrix, target)
+        # Opposing coefficients (wide / round, smile / frown, brows up / down) never act at
+        # once: a pair that both come out non-zero would only be cancelling out on their shared
+        # measure to fit some other one. Keep whichever of the two alone fits better.
+        for a, b in self._opposed:
+            if solution[a] > 0 and solution[b] > 0:
+                best = None
+                for drop in (a, b):
+                    keep = columns[columns != drop]
+                    part, part_cost = nnls(self._matrix[:, keep], target)
+                    if best is None or part_cost < best[1]:
+                        best = (np.zeros(len(columns)), part_cost)
+                        best[0][keep] = part
+                solution, cost = best
         expression = np.zeros(len(FIT_NAMES))
         for value, (index, sign) in zip(solution, self._signs, strict=True):
             expression[index] += sign * value
         expression = np.clip(expression, np.where(self._signed_mask, -1.0, 0.0), self._upper)
         return FrameFit(pose, expression, residual)
+
+    def measure(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(pose [6], measure change [M], residual)`` of one face ``points [478, 3]``.
+
+        The head pose is fitted to the image positions of the rigid points only (the
+        landmarker's depth of the current frame is a guess from appearance), with the rest
+        face's 3D shape: ``xy = s R (q - c) + c + d`` as the renderers turn and move a head.
+        What the pose does not explain is the expression, turned back into the rest frame and
+        measured there (:func:`face_measures`, minus the rest face's).
+        """
+        rest = self.rest
+        points = np.asarray(points, dtype=np.float64)
+        rigid = list(RIGID_POINTS)
+        pose = self._head_pose(points[rigid, :2], rest.points[rigid] - rest.pivot, points)
+        rot = rotation_matrix(*pose[:3])
+        scale, shift = pose[5], rest.pivot[:2] + pose[3:5] * rest.face_height
+        posed = scale * (rest.points - rest.pivot) @ rot[:2].T + shift
+        error = np.linalg.norm(posed[rigid] - points[rigid, :2], axis=1)
+        residual = float(np.sqrt((error**2).mean())) / (scale * rest.face_height)
+        # The renderers turn the expression with the head: xy = posed + s R2 e.
+        offsets = np.linalg.solve(rot[:2, :2], (points[:, :2] - posed).T).T / scale
+        aligned = rest.points.copy()
+        aligned[:, :2] += offsets
+        change = face_measures(aligned, rest.points, rest.face_height) - rest.measures
+        return pose, change, residual
+
+    def _head_pose(self, observed: np.ndarray, shape: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``[6]`` pose whose projection of ``shape [N, 3]`` (rest rigid points about the pivot)
+        best matches ``observed [N, 2]``; started from a 3D similarity fit of ``points``."""
+        from scipy.optimize import least_squares
+
+        rest = self.rest
+        rigid = list(RIGID_POINTS)
+        scale, rot, shift = similarity_fit(rest.points[rigid], points[rigid])
+        move = (shift + scale * rot @ rest.pivot - rest.pivot) / rest.face_height
+        start = np.array([*rotation_angles(rot), move[0], move[1], scale])
+        pivot, height = rest.pivot[:2], rest.face_height
+
+        def residuals(p: np.ndarray) -> np.ndarray:
+            r = rotation_matrix(p[0], p[1], p[2])[:2]
+            return (p[5] * shape @ r.T + pivot + p[3:5] * height - observed).ravel() / height
+
+        return least_squares(residuals, start, method="lm", xtol=1e-10, ftol=1e-10).x
 
     @property
     def _signed_mask(self) -> np.ndarray:

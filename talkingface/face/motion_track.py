@@ -157,8 +157,10 @@ def extract_motion(
             interpolated between the two nearest video frames.
         smoothing: a :class:`SmoothingConfig`, a preset name (``"default"`` zero-phase,
             ``"stream"`` One-Euro, ``"none"``) or None (none).
-        analyzer: the :class:`FaceAnalyzer` to use (default: a tracking one, built here and
-            closed at the end). With several faces the largest is followed.
+        analyzer: the :class:`FaceAnalyzer` to use (default: one built here and closed at the
+            end, that looks at every frame afresh: the landmarker's tracking mode is faster but
+            drifts by a few degrees of head pose over a clip). With several faces the largest is
+            followed.
         max_frames: read at most this many video frames.
         progress: called with 1 after each video frame (e.g. a tqdm bar's ``update``).
         rest: what the values are relative to: ``"first"`` (the first frame with a face) or
@@ -179,15 +181,22 @@ def extract_motion(
     rest_face = _rest_face(rest)
     source_fps, _, frames = _frame_source(source, max_frames)
     own = analyzer is None
-    analyzer = analyzer or FaceAnalyzer(max_faces=1, static=False)
+    analyzer = analyzer or FaceAnalyzer(max_faces=1, static=True)
     points_list: list[np.ndarray | None] = []
     scores: list[float] = []
     size: tuple[int, int] | None = None
+    tracking = False
     try:
         for index, frame in enumerate(frames):
             if max_frames is not None and index >= max_frames:
                 break
             faces = analyzer.detect(frame)
+            if faces and not tracking and not analyzer.static:
+                # A face found afresh is placed by the detector; the tracker places the next
+                # frames a little differently (a bias of a few per cent of the face), so the
+                # frame is looked at once more, as the tracker sees it.
+                faces = analyzer.detect(frame) or faces
+            tracking = bool(faces)
             if size is None:
                 size = tuple(int(s) for s in np.shape(frame)[:2])
             if faces:

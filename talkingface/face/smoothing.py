@@ -105,8 +105,10 @@ def gaussian_zero_phase(
             continue
         radius = max(1, math.ceil(3 * sigma))
         taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-        num = np.convolve(filled[:, column], taps, mode="same")
-        den = np.convolve(weight, taps, mode="same")
+        # Full convolutions cut to the centre ("same" mode would not cut taps longer than the
+        # track).
+        num = np.convolve(filled[:, column], taps)[radius : radius + t]
+        den = np.convolve(weight, taps)[radius : radius + t]
         smooth = num / np.maximum(den, 1e-12)
         out[:, column] = np.where(valid, smooth, values[:, column])
     return out

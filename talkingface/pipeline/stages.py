@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import MISSING, dataclass, fields, is_dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
@@ -286,6 +287,12 @@ class MotionGenerator(Stage):
     @abstractmethod
     def generate(self, features: AudioFeatures, controls: Controls) -> Motion:
         """Motion for every frame of ``features`` (``start_frame`` carried over)."""
+
+    def default_audio(self) -> str | Path | None:
+        """The audio of a run that is given none, or None: the run needs audio. A generator
+        driven by something else (the ``video`` source: its driver's sound track) returns it,
+        or raises :class:`InputError` saying why there is none."""
+        return None
 
     def stream(self, controls: Controls) -> StreamProcessor[AudioFeatures, Motion]:
         """Streaming run. The default holds every chunk until ``flush`` (exact, but no early
