@@ -757,6 +757,10 @@ class ComparisonRunner:
                 )
             overrides.append(f"motion.params.path={item.path}")
             key = (variant.name, item.name)
+            # one driven pipeline per video at a time: the previous input's is done with
+            for done in [k for k in self._pipes if isinstance(k, tuple) and k[0] == variant.name
+                         and k != key]:
+                del self._pipes[done]
         if key not in self._pipes:
             if self.seed is not None:
                 overrides.append(f"seed={self.seed}")
