@@ -1,5 +1,5 @@
 """Face measures from landmarks, for metrics and motion extraction: mouth opening, eye openness,
-head pose."""
+head pose, and the point the head turns about."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import torch
 from talkingface.face.landmarks import (
     CHIN,
     EYE_LID_POINTS,
+    FACE_OVAL,
     FOREHEAD,
     INNER_LIP_PAIRS,
+    LEFT_CHEEK,
     NUM_LANDMARKS,
+    RIGHT_CHEEK,
 )
 
 
@@ -77,3 +80,14 @@ def head_pose(points: torch.Tensor) -> torch.Tensor:
     pitch = torch.asin(z_axis[..., 1].clamp(-1, 1))
     roll = torch.atan2(x_axis[..., 1], y_axis[..., 1])
     return torch.stack([yaw, pitch, roll], dim=-1)
+
+
+def head_pivot(points: np.ndarray) -> np.ndarray:
+    """``[3]`` the point a head turns about, from its landmarks ``[478, 3]`` (numpy): the neck,
+    level with the cheekbones, centred on the face oval, at the depth of the face's silhouette
+    (the cheek points). The renderers turn heads about it and motion extraction measures
+    their translation from it."""
+    points = np.asarray(points)
+    oval = points[list(FACE_OVAL)]
+    cheeks = points[[LEFT_CHEEK, RIGHT_CHEEK]]
+    return np.array([oval[:, 0].mean(), cheeks[:, 1].mean(), cheeks[:, 2].mean()])

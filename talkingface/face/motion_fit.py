@@ -1,12 +1,13 @@
 """One face's landmarks -> head pose and expression coefficients relative to a rest face: the
 per-frame step of motion extraction (:mod:`talkingface.face.motion_track`).
 
-The head is a similarity fit (Umeyama) of the rigid points of the face (nose, eye corners,
-temples, cheekbones) onto the rest face's; with the head removed, a handful of landmark measures
-(lip gap and thickness, mouth width, corner height, eyelid gaps, iris offsets, brow height)
-change linearly with the expression coefficients, and a non-negative least-squares solve
-inverts that map. The map is :data:`MEASURE_BASES`, the landmark displacement that ``meshwarp``
-renders per unit coefficient, so extraction reads back the motion that drove a render.
+The head pose is fitted to the image positions of the rigid points of the face (the band of
+eyes and nose bridge, :data:`RIGID_POINTS`) with the rest face's 3D shape, turning about the
+neck as the renderers turn heads (:func:`head_pivot`). With the head removed, a handful of
+landmark measures (lip gap and thickness, mouth width, corner height, eyelid gaps, iris offset,
+brow height) change about linearly with the expression coefficients, and a non-negative
+least-squares solve inverts that map. The map is :data:`MEASURE_BASES`: how ``meshwarp``
+renders each coefficient, as the landmarker reads it back, so extraction inverts our renderer.
 """
 
 from __future__ import annotations
@@ -16,15 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkingface.face.landmarks import (
-    CHIN,
-    EYE_LID_POINTS,
-    FACE_OVAL,
-    FOREHEAD,
-    IRISES,
-    LEFT_CHEEK,
-    RIGHT_CHEEK,
-)
+from talkingface.face.landmarks import CHIN, EYE_LID_POINTS, FOREHEAD, IRISES
+from talkingface.face.measures import head_pivot
 
 FIT_NAMES: tuple[str, ...] = (
     "jaw_open", "mouth_wide", "mouth_round", "lip_press", "smile", "frown",
@@ -125,14 +119,6 @@ def face_height(points: np.ndarray) -> float:
     return float(np.linalg.norm(points[FOREHEAD, :2] - points[CHIN, :2]))
 
 
-def head_pivot(points: np.ndarray) -> np.ndarray:
-    """``[3]`` the point the head turns about, from its landmarks ``[478, 3]``: level with the
-    cheekbones, centred on the face oval, at the depth of the face's silhouette."""
-    oval = points[list(FACE_OVAL)]
-    cheeks = points[[LEFT_CHEEK, RIGHT_CHEEK]]
-    return np.array([oval[:, 0].mean(), cheeks[:, 1].mean(), cheeks[:, 2].mean()])
-
-
 def similarity_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Least-squares ``target ~ s R source + t`` (Umeyama 1991) for point sets ``[N, 3]``:
     returns ``(s, R [3, 3], t [3])`` with ``R`` a proper rotation."""
@@ -198,6 +184,25 @@ class RestFace:
         height = max(face_height(points), 1e-6)
         measures = face_measures(points, points, height)
         return RestFace(points, measures, height, head_pivot(points), frame)
+
+
+_MOUTH_MEASURES = 8
+"""The first eight of :data:`MEASURES` describe the mouth (lips, width, corners, chin)."""
+
+
+def neutral_change(changes: np.ndarray) -> np.ndarray:
+    """``[M]`` the measures of a clip's neutral face, as changes from its rest face, from the
+    changes of its face frames ``[N, M]``: the mouth as in its most closed frames (the mean of
+    the mouth measures where the lip gap is at most its 10th percentile), the eyes as open as
+    they usually are (90th percentile: blinks are brief), the rest at their medians. For a rest
+    frame caught mid-word or mid-blink."""
+    out = np.median(changes, axis=0)
+    gap = changes[:, MEASURES.index("lip_gap")]
+    closed = gap <= np.percentile(gap, 10)
+    out[:_MOUTH_MEASURES] = changes[closed, :_MOUTH_MEASURES].mean(0)
+    for eye in ("eye_l", "eye_r"):
+        out[MEASURES.index(eye)] = np.percentile(changes[:, MEASURES.index(eye)], 90)
+    return out
 
 
 def face_measures(points: np.ndarray, rest: np.ndarray, height: float) -> np.ndarray:
@@ -277,6 +282,10 @@ class MotionFitter:
     def fit(self, points: np.ndarray) -> FrameFit:
         """Pose and expression of one face ``points [478, 3]`` (same image units as the rest)."""
         pose, change, residual = self.measure(points)
+        return FrameFit(pose, self.solve(change), residual)
+
+    def solve(self, change: np.ndarray) -> np.ndarray:
+        """Expression coefficients ``[K]`` (FIT_NAMES) from a measure change ``[M]``."""
         from scipy.optimize import nnls
 
         target = np.concatenate([change * self._weight, np.zeros(len(self._signs))])
@@ -298,8 +307,7 @@ class MotionFitter:
         expression = np.zeros(len(FIT_NAMES))
         for value, (index, sign) in zip(solution, self._signs, strict=True):
             expression[index] += sign * value
-        expression = np.clip(expression, np.where(self._signed_mask, -1.0, 0.0), self._upper)
-        return FrameFit(pose, expression, residual)
+        return np.clip(expression, np.where(self._signed_mask, -1.0, 0.0), self._upper)
 
     def measure(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         """``(pose [6], measure change [M], residual)`` of one face ``points [478, 3]``.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ import torch
 
 from talkingface.face.analyzer import FaceAnalyzer
 from talkingface.face.landmarks import NUM_LANDMARKS, FaceLandmarks
-from talkingface.face.motion_fit import FIT_NAMES, MotionFitter, RestFace
+from talkingface.face.motion_fit import (
+    FIT_NAMES,
+    MEASURES,
+    MotionFitter,
+    RestFace,
+    neutral_change,
+)
 from talkingface.face.smoothing import SmoothingConfig, smooth_track, smoothing_config
 from talkingface.pipeline.contracts import Frames, Motion
 from talkingface.pipeline.errors import InputError
@@ -54,7 +60,8 @@ class MotionTrack:
         landmarks: float32 ``[T, 478, 3]`` the face's landmarks in video pixels (interpolated
             between the two nearest video frames when resampled); NaN where no face.
         rest: the rest face every value is relative to (the first frame with a face, unless
-            given): its landmarks, measures and frame index.
+            given): its landmarks, measures (the clip's neutral ones with
+            ``rest="neutral"``) and frame index; None when no frame has a face.
         source_fps: the video's frame rate.
         size: ``(H, W)`` of the video frames.
         raw_pose: float32 ``[T, 6]`` the pose before smoothing (NaN where no face).
@@ -85,36 +92,39 @@ class MotionTrack:
     def names(self) -> tuple[str, ...]:
         return self.motion.names
 
-    def relative_to_first(self) -> Motion:
-        """:attr:`motion` re-based on its first face frame (pose and expression minus that
-        frame's, scale divided by it): a driver delta that starts at the rest pose."""
+    def relative_to_first(self, expression: bool = True) -> Motion:
+        """:attr:`motion` re-based on its first face frame (pose minus that frame's, scale
+        divided by it, and with ``expression`` the coefficients minus that frame's): a driver
+        delta that starts exactly at the rest pose, smoothing or not."""
         if not self.has_face.any():
             return self.motion
         first = int(np.argmax(self.has_face))
         pose = self.motion.pose.clone()
         pose[:, :5] -= pose[first, :5].clone()
         pose[:, 5] /= pose[first, 5].clone()
-        expression = self.motion.expression - self.motion.expression[first]
-        return Motion(pose, expression, self.motion.names, self.motion.fps)
+        coefficients = self.motion.expression
+        if expression:
+            coefficients = coefficients - coefficients[first]
+        return Motion(pose, coefficients, self.motion.names, self.motion.fps)
 
 
-def _frame_source(source: Any, max_frames: int | None) -> tuple[float, tuple[int, ...], Iterable]:
-    """``(fps, first frame shape or (), frames)`` for any source :func:`extract_motion` takes."""
+def _frame_source(source: Any, max_frames: int | None) -> tuple[float, Iterable]:
+    """``(fps, frames)`` for any source :func:`extract_motion` takes."""
     if isinstance(source, (str, Path)):
         from talkingface.io import video_frames
 
         frames = video_frames(source, max_frames=max_frames)
         fps, _has_audio = next(frames)
-        return float(fps), (), frames
+        return float(fps), frames
     if isinstance(source, Frames):
-        return float(source.fps), (), source.to_uint8()
+        return float(source.fps), source.to_uint8()
     if hasattr(source, "frames") and hasattr(source, "fps"):  # talkingface.io.VideoClip
-        return float(source.fps), (), source.frames
+        return float(source.fps), source.frames
     if isinstance(source, tuple) and len(source) == 2:
         frames, fps = source
         if not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise InputError(f"the frames' fps must be a positive number, got {fps!r}")
-        return float(fps), (), frames
+        return float(fps), frames
     raise InputError(
         f"extract_motion takes a video path, Frames, a VideoClip or (frames, fps), got "
         f"{type(source).__name__}"
@@ -123,8 +133,10 @@ def _frame_source(source: Any, max_frames: int | None) -> tuple[float, tuple[int
 
 def _rest_face(rest: Any) -> RestFace | None:
     if isinstance(rest, str):
-        if rest != "first":
-            raise InputError(f"rest must be 'first', landmarks or FaceLandmarks, got {rest!r}")
+        if rest not in ("first", "neutral"):
+            raise InputError(
+                f"rest must be 'first', 'neutral', landmarks or FaceLandmarks, got {rest!r}"
+            )
         return None
     if isinstance(rest, RestFace):
         return rest
@@ -163,9 +175,12 @@ def extract_motion(
             followed.
         max_frames: read at most this many video frames.
         progress: called with 1 after each video frame (e.g. a tqdm bar's ``update``).
-        rest: what the values are relative to: ``"first"`` (the first frame with a face) or
-            that face's landmarks (``FaceLandmarks``, ``[478, 3]`` in the video's pixels, or a
-            ``RestFace``).
+        rest: what the values are relative to: ``"first"`` (the first frame with a face, as
+            it is: right for self-reenactment, where that frame is the portrait),
+            ``"neutral"`` (the first frame's head pose, but the clip's neutral expression: lips
+            closed as far as they get, eyes open as usual; right for driving another face
+            when the first frame may be mid-word or mid-blink), or the rest face's landmarks
+            (``FaceLandmarks``, ``[478, 3]`` in the video's pixels, or a ``RestFace``).
 
     Returns:
         The :class:`MotionTrack`.
@@ -179,7 +194,8 @@ def extract_motion(
     if max_frames is not None and max_frames < 1:
         raise InputError(f"max_frames must be at least 1, got {max_frames}")
     rest_face = _rest_face(rest)
-    source_fps, _, frames = _frame_source(source, max_frames)
+    neutral = rest == "neutral"
+    source_fps, frames = _frame_source(source, max_frames)
     own = analyzer is None
     analyzer = analyzer or FaceAnalyzer(max_faces=1, static=True)
     points_list: list[np.ndarray | None] = []
@@ -200,7 +216,8 @@ def extract_motion(
             if size is None:
                 size = tuple(int(s) for s in np.shape(frame)[:2])
             if faces:
-                points_list.append(faces[0].points.detach().cpu().numpy().astype(np.float64))
+                # float32, as found: 5.7 kB a frame (an hour at 25 fps: 0.5 GB).
+                points_list.append(faces[0].points.detach().cpu().numpy())
                 scores.append(float(faces[0].score))
             else:
                 points_list.append(None)
@@ -212,28 +229,38 @@ def extract_motion(
             analyzer.close()
     if not points_list:
         raise InputError("the video has no frames: give a non-empty video")
-    return _track(points_list, scores, source_fps, fps or source_fps, size, config, rest_face)
+    return _track(
+        points_list, scores, source_fps, fps or source_fps, size, config, rest_face, neutral
+    )
 
 
-def _track(points_list, scores, source_fps, fps, size, config, rest_face) -> MotionTrack:
+def _track(
+    points_list, scores, source_fps, fps, size, config, rest_face, neutral=False
+) -> MotionTrack:
     """Fit, smooth and resample per-frame landmarks into a :class:`MotionTrack`."""
     n, k = len(points_list), len(FIT_NAMES)
     valid = np.array([p is not None for p in points_list])
     if rest_face is None and valid.any():
         first = int(np.argmax(valid))
-        rest_face = RestFace.from_points(points_list[first], frame=first)
+        rest_face = RestFace.from_points(points_list[first].astype(np.float64), frame=first)
     raw = np.full((n, 6 + k), np.nan)
     confidence = np.zeros(n)
-    landmarks = np.full((n, NUM_LANDMARKS, 3), np.nan)
+    landmarks = np.full((n, NUM_LANDMARKS, 3), np.nan, dtype=np.float32)
     if rest_face is not None:
         fitter = MotionFitter(rest_face)
+        changes = np.zeros((n, len(MEASURES)))
         for i, points in enumerate(points_list):
             if points is None:
                 continue
-            fit = fitter.fit(points)
-            raw[i, :6], raw[i, 6:] = fit.pose, fit.expression
-            confidence[i] = scores[i] * max(0.0, 1.0 - fit.residual / _RESIDUAL_FLOOR)
+            raw[i, :6], changes[i], residual = fitter.measure(points)
+            confidence[i] = scores[i] * max(0.0, 1.0 - residual / _RESIDUAL_FLOOR)
             landmarks[i] = points
+        if neutral:
+            offset = neutral_change(changes[valid])
+            changes -= offset
+            rest_face = replace(rest_face, measures=rest_face.measures + offset)
+        for i in np.flatnonzero(valid):
+            raw[i, 6:] = fitter.solve(changes[i])
     cutoff = np.array([config.pose_hz] * 6 + [
         config.fast_hz if name in _FAST else config.expression_hz for name in FIT_NAMES
     ])  # fmt: skip
@@ -253,7 +280,7 @@ def _track(points_list, scores, source_fps, fps, size, config, rest_face) -> Mot
     def resample(values: np.ndarray) -> np.ndarray:
         shape = (-1,) + (1,) * (values.ndim - 1)
         a, b = values[lo], values[hi]
-        w = w_hi.reshape(shape)
+        w = w_hi.reshape(shape).astype(values.dtype)
         return np.where(w == 0, a, np.where(w == 1, b, a * (1 - w) + b * w))
 
     smooth_out, raw_out = resample(smooth), resample(raw)

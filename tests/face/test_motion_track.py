@@ -22,7 +22,6 @@ from talkingface.face.motion_fit import (
 from talkingface.face.motion_track import MotionTrack, extract_motion
 from talkingface.pipeline.contracts import POSE_NAMES, Frames
 from talkingface.pipeline.errors import ConfigError, InputError
-from talkingface.plugins.render.mesh import pose_matrices
 
 ROUND_TRIP = {
     # name: (largest MAE, smallest correlation) against the motion that drove the render,
@@ -86,12 +85,34 @@ def test_track_contract(round_trip):
 def test_video_file_and_resampling(rendered_talk, round_trip):
     motion, _, _, path = rendered_talk
     _, from_frames = round_trip
-    track = extract_motion(path, fps=50.0, max_frames=40)
+    seen = []
+    track = extract_motion(path, fps=50.0, max_frames=40, progress=seen.append)
     assert track.source_fps == pytest.approx(25.0) and track.num_frames == 80
+    assert seen == [1] * 40
     # Frame 2k at 50 fps is video frame k: the same face as the in-memory frames (H.264 aside).
     jaw = track.motion.get("jaw_open")[::2]
     assert _corr(jaw, from_frames.motion.get("jaw_open")[:40]) > 0.95
     assert float((jaw - from_frames.motion.get("jaw_open")[:40]).abs().mean()) < 0.05
+
+
+def test_a_tracking_analyzer_reads_the_same_motion(rendered_talk, round_trip):
+    from talkingface.face import FaceAnalyzer
+
+    _, frames, _, _ = rendered_talk
+    with FaceAnalyzer(max_faces=1, static=False) as tracker:
+        track = extract_motion(Frames(frames.data[:40], 25.0), analyzer=tracker)
+    assert track.has_face.all()
+    reference = round_trip[1].motion.get("jaw_open")[:40]
+    assert _corr(track.motion.get("jaw_open"), reference) > 0.95
+
+
+def test_stream_smoothing_is_causal(rendered_talk):
+    _, frames, _, _ = rendered_talk
+    whole = extract_motion((frames.data[:30], 25.0), smoothing="stream")
+    head = extract_motion((frames.data[:20], 25.0), smoothing="stream")
+    torch.testing.assert_close(whole.motion.expression[:20], head.motion.expression)
+    np.testing.assert_allclose(whole.raw_expression[0], whole.motion.expression[0].numpy(),
+                               atol=1e-6)
 
 
 def test_frames_without_a_face_are_marked_not_invented(rendered_talk):
@@ -142,6 +163,10 @@ def test_bad_inputs(tmp_path):
 
 # The per-frame fit on exact geometry -------------------------------------------------------
 def test_head_fit_recovers_a_known_pose(portrait_landmarks):
+    # Imported here: the render plugins load the kernels, which the kernel tests' conftest must
+    # see first (it builds them for the interpreter).
+    from talkingface.plugins.render.mesh import pose_matrices
+
     rest = RestFace.from_points(portrait_landmarks.points.numpy())
     pose = torch.tensor([[0.2, -0.12, 0.08, 0.05, -0.03, 1.1]])
     rot = pose_matrices(pose)[0].double().numpy()  # s R in image axes, as meshwarp renders
@@ -164,3 +189,21 @@ def test_measure_bases_follow_the_renderer():
             continue  # the meaning of gaze, not a measurement (see MEASURE_BASES)
         # Within the measures' own noise (MEASURE_NOISE): one size, one portrait.
         assert (np.abs(row - MEASURE_BASES[name]) < MEASURE_NOISE).all(), (name, row)
+
+
+def test_neutral_rest_for_a_clip_that_starts_mid_word(rendered_talk):
+    motion, frames, _, _ = rendered_talk
+    start = int(motion.get("jaw_open")[:40].argmax())  # the widest open mouth of the start
+    truth = motion.get("jaw_open")[start:]
+    assert truth[0] > 0.4
+    clip = (frames.data[start:], 25.0)
+    first, neutral = extract_motion(clip), extract_motion(clip, rest="neutral")
+    # Against the open first frame a closed mouth can only read as pressed lips, not as a
+    # jaw that closes; against the clip's neutral face the jaw reads as it moved.
+    assert _corr(first.motion.get("jaw_open"), truth) < 0.8
+    assert _corr(neutral.motion.get("jaw_open"), truth) > 0.95
+    assert float((neutral.motion.get("jaw_open") - truth).abs().mean()) < 0.08
+    assert neutral.motion.get("lip_press").mean() < first.motion.get("lip_press").mean()
+    torch.testing.assert_close(neutral.motion.pose, first.motion.pose)  # the pose is the same
+    with pytest.raises(InputError, match="rest must be"):
+        extract_motion(clip, rest="middle")

@@ -4,8 +4,9 @@ motion of another video (a "driver"), as LivePortrait does, instead of motion ma
     talkingface run --image me.jpg motion=video motion.params.path=driver.mp4
 
 The driver's motion is extracted once (:func:`talkingface.face.motion_track.extract_motion`)
-relative to the driver's own first face frame, so what reaches the renderer is the driver's
-change from its rest pose, applied to the portrait's: the portrait keeps its identity and pose.
+relative to the driver's own rest face (its first face frame's pose, its neutral expression),
+so what reaches the renderer is the driver's change from its rest, applied to the portrait's:
+the portrait keeps its identity and pose.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class VideoMotionConfig:
     Attributes:
         path: the driver video (any container FFmpeg reads). Its sound track is the run's
             audio when no audio is given.
+        rest: what the driver's motion is relative to: ``neutral`` (its first frame's head
+            pose with its neutral expression over the clip: lips closed as far as they get, eyes
+            open as usual, so a driver that starts mid-word does not read every closed mouth as
+            pressed lips) or ``first`` (its first frame exactly, for a portrait that is that
+            frame).
         smoothing: how the extracted track is smoothed: ``default`` (zero-phase), ``stream``
             (One-Euro, causal), ``none``.
         end: what the motion does when the audio outlasts the driver: ``hold`` its last frame,
@@ -40,14 +46,17 @@ class VideoMotionConfig:
     """
 
     path: str | None = None
+    rest: str = "neutral"
     smoothing: str = "default"
     end: str = "hold"
     max_frames: int | None = None
 
 
 class VideoMotion(MotionGenerator):
-    """Head pose and expression from a driver video, relative to the driver's first face frame
-    (after smoothing: the output's first frame is exactly the portrait's own pose).
+    """Head pose and expression from a driver video, relative to the driver's rest face.
+
+    The rest is the driver's first face frame's pose (exactly, after smoothing) and its neutral
+    expression (that frame's with ``rest=first``).
 
     The audio features only set how many frames to make: frame ``t`` of the output takes the
     driver's motion at time ``t / fps`` (interpolated between its frames), so batch and
@@ -67,6 +76,8 @@ class VideoMotion(MotionGenerator):
     def __init__(self, config=None, *, device="cpu") -> None:
         super().__init__(config, device=device)
         cfg = self.config
+        if cfg.rest not in ("neutral", "first"):
+            raise ConfigError(f"video: rest must be neutral or first, got {cfg.rest!r}")
         if cfg.end not in _ENDS:
             raise ConfigError(f"video: end must be one of {', '.join(_ENDS)}, got {cfg.end!r}")
         from talkingface.face.smoothing import smoothing_config
@@ -98,8 +109,9 @@ class VideoMotion(MotionGenerator):
         from talkingface.face.motion_track import extract_motion
 
         path = self._path()
+        cfg = self.config
         track = extract_motion(
-            path, smoothing=self.config.smoothing, max_frames=self.config.max_frames
+            path, smoothing=cfg.smoothing, max_frames=cfg.max_frames, rest=cfg.rest
         )
         if not track.has_face.any():
             raise InputError(
@@ -152,9 +164,11 @@ class VideoMotion(MotionGenerator):
 
     def _driver_motion(self) -> Motion:
         """The track re-based on its first face frame after smoothing, so the first frame is
-        exactly the portrait's own pose and expression (cached per track)."""
+        exactly the portrait's own pose (and with ``rest=first`` its expression; cached per
+        track)."""
         if self._relative is None or self._relative[0] is not self.track:
-            self._relative = (self.track, self.track.relative_to_first())
+            first = self.config.rest == "first"
+            self._relative = (self.track, self.track.relative_to_first(expression=first))
         return self._relative[1]
 
     def declarations(self) -> dict:

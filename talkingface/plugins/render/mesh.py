@@ -36,6 +36,7 @@ from talkingface.face.landmarks import (
     UPPER_INNER_LIP,
     UPPER_OUTER_LIP,
 )
+from talkingface.face.measures import head_pivot
 from talkingface.pipeline.contracts import EXPRESSION_NAMES
 
 DERIVED_BASES: tuple[str, ...] = ("lip_close", "lip_seal")
@@ -411,12 +412,10 @@ def build_rig(
     ring_bases[:, moving] = face_bases[:, nearest[moving]] * share[moving, None]
     point_bases = np.concatenate([face_bases, ring_bases], axis=1)
 
-    z_joint = (lm[LEFT_CHEEK, 2] + lm[RIGHT_CHEEK, 2]) / 2
-    oval = lm[list(FACE_OVAL)]
-    # The head turns about the neck, level with the cheekbones and at the depth of the face's
-    # silhouette. A flattened depth keeps the parallax between nose and cheeks, but a warp
-    # cannot hide the far cheek or reveal the near ear: full depth would only stretch more.
-    pivot = np.array([oval[:, 0].mean(), lm[[LEFT_CHEEK, RIGHT_CHEEK], 1].mean(), z_joint])
+    # The head turns about the neck (head_pivot, shared with motion extraction). A flattened
+    # depth keeps the parallax between nose and cheeks, but a warp cannot hide the far cheek
+    # or reveal the near ear: full depth would only stretch more.
+    pivot = head_pivot(lm)
     points[:, 2] = pivot[2] + (points[:, 2] - pivot[2]) * head_depth
 
     tri = Delaunay(points[:, :2])

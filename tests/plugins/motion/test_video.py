@@ -23,8 +23,8 @@ def _features(frames: int, start: int = 0, fps: float = FPS) -> AudioFeatures:
 
 @pytest.fixture(scope="module")
 def driver_track(rendered_talk):
-    """The driver clip's track, extracted once for the module."""
-    return extract_motion(rendered_talk[3])
+    """The driver clip's track, extracted once for the module (as ``load`` does)."""
+    return extract_motion(rendered_talk[3], rest="neutral")
 
 
 def _stage(driver_track, path, **params) -> VideoMotion:
@@ -57,22 +57,25 @@ def test_registered_and_declared():
 def test_motion_is_the_drivers_frame_for_frame(rendered_talk, driver_track):
     stage = _stage(driver_track, rendered_talk[3])
     motion = stage.generate(_features(75), Controls())
-    driver = driver_track.relative_to_first()
+    driver = driver_track.relative_to_first(expression=False)
     torch.testing.assert_close(motion.pose, driver.pose)
-    torch.testing.assert_close(motion.expression, driver.expression)
-    # Relative to the driver's first face frame: the portrait starts at its own rest pose.
+    torch.testing.assert_close(motion.expression, driver_track.motion.expression)
+    # The pose is relative to the driver's first face frame: the portrait starts at its own.
     assert torch.equal(motion.pose[0], torch.tensor([0, 0, 0, 0, 0, 1.0]))
-    assert torch.equal(motion.expression[0], torch.zeros(len(FIT_NAMES)))
-    torch.testing.assert_close(driver.expression[1:] - driver_track.motion.expression[1:],
-                               -driver_track.motion.expression[:1].expand(74, -1))
     # At another frame rate the driver's time is sampled (every other frame at 12.5 fps).
     half = stage.generate(_features(10, fps=12.5), Controls())
-    torch.testing.assert_close(half.expression, driver.expression[0:20:2])
+    torch.testing.assert_close(half.expression, driver_track.motion.expression[0:20:2])
+    # rest=first: the expression is relative to that frame too.
+    first = _stage(driver_track, rendered_talk[3], rest="first").generate(_features(75),
+                                                                          Controls())
+    assert torch.equal(first.expression[0], torch.zeros(len(FIT_NAMES)))
+    torch.testing.assert_close(first.expression,
+                               driver_track.motion.expression - driver_track.motion.expression[0])
 
 
 @pytest.mark.parametrize("end", ["hold", "loop", "mirror"])
 def test_audio_longer_than_the_driver(rendered_talk, driver_track, end):
-    expr = driver_track.relative_to_first().expression  # 75 frames
+    expr = driver_track.motion.expression  # 75 frames
     motion = _stage(driver_track, rendered_talk[3], end=end).generate(_features(10, 80),
                                                                       Controls())
     expected = {"hold": expr[[74] * 10], "loop": expr[5:15],
@@ -85,7 +88,7 @@ def test_controls_scale_the_head_not_the_face(rendered_talk, driver_track):
     stage = _stage(driver_track, rendered_talk[3])
     still = stage.generate(_features(75), Controls(still_head=True, head_distance=1.2))
     torch.testing.assert_close(still.pose, torch.tensor([[0, 0, 0, 0, 0, 1.2]]).expand(75, 6))
-    driver = driver_track.relative_to_first()
+    driver = driver_track.relative_to_first(expression=False)
     torch.testing.assert_close(still.expression, driver.expression)
     double = stage.generate(_features(75), Controls(head_motion=2.0))
     torch.testing.assert_close(double.pose[:, :3], 2 * driver.pose[:, :3])
@@ -94,6 +97,8 @@ def test_controls_scale_the_head_not_the_face(rendered_talk, driver_track):
 def test_bad_configuration_and_drivers(tmp_path):
     with pytest.raises(ConfigError, match="end"):
         VideoMotion({"end": "bounce"})
+    with pytest.raises(ConfigError, match="rest"):
+        VideoMotion({"rest": "middle"})
     with pytest.raises(ConfigError, match="smoothing"):
         VideoMotion({"smoothing": "wobbly"})
     with pytest.raises(InputError, match="motion.params.path"):
