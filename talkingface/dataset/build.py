@@ -53,7 +53,7 @@ class BuildReport:
     def clips_per_minute(self) -> float:
         """Clips this run built or skipped, per minute of wall time."""
         done = len(self.built) + len(self.skipped_now)
-        return 60.0 * done / self.wall_s if self.wall_s > 0 else math.nan
+        return 60.0 * done / self.wall_s if done and self.wall_s > 0 else math.nan
 
 
 def find_videos(folder: str | Path) -> list[tuple[str, Path]]:
