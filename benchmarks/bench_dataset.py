@@ -25,9 +25,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--encoder", default="visemes")
     parser.add_argument("--max-seconds", type=float)
-    parser.add_argument("--copies", type=int, default=1,
-                        help="link each video this many times (more clips amortise the "
-                             "workers' start-up)")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="link each video this many times (more clips amortise the workers' start-up)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         videos = Path(args.videos)
@@ -48,16 +51,19 @@ def measure(videos: Path, args: argparse.Namespace) -> None:
         rates, walls, clips = [], [], 0
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as out:
-                report = build_dataset(videos, out, settings, executor=args.executor,
-                                       workers=workers, progress=False)
+                report = build_dataset(
+                    videos, out, settings, executor=args.executor, workers=workers, progress=False
+                )
             if report.failed:
                 raise SystemExit(f"clips failed: {report.failed}")
             clips = len(report.built) + len(report.skipped_now)
             rates.append(report.clips_per_minute)
             walls.append(report.wall_s)
-        print(f"| {workers} | {clips} | {statistics.median(walls):.1f} | "
-              f"{statistics.median(rates):.1f} | {', '.join(f'{r:.1f}' for r in rates)} |",
-              flush=True)
+        print(
+            f"| {workers} | {clips} | {statistics.median(walls):.1f} | "
+            f"{statistics.median(rates):.1f} | {', '.join(f'{r:.1f}' for r in rates)} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ NO_LPIPS = "n/a (no local model)"
 
 def drives_from_video(overrides) -> bool:
     """Whether a variant's overrides pick the ``video`` motion source."""
-    return any(o.replace(" ", "") in (f"motion={VIDEO_MOTION}", f"motion.name={VIDEO_MOTION}")
-               for o in overrides)
+    return any(
+        o.replace(" ", "") in (f"motion={VIDEO_MOTION}", f"motion.name={VIDEO_MOTION}")
+        for o in overrides
+    )
 
 
 def sets_driver(overrides) -> bool:
@@ -64,10 +66,11 @@ class Geometry:
         prepared = getattr(result, "prepared", None)
         crop = getattr(prepared, "crop", None)
         if crop is not None and tuple(generated_size) == (crop.size, crop.size):
-            return Geometry(np.asarray(crop.matrix, dtype=np.float64),
-                            tuple(generated_size)), ""
-        return None, (f"generated frames {tuple(generated_size)} are neither the real video's "
-                      f"size {tuple(real_size)} nor the renderer's face crop")
+            return Geometry(np.asarray(crop.matrix, dtype=np.float64), tuple(generated_size)), ""
+        return None, (
+            f"generated frames {tuple(generated_size)} are neither the real video's "
+            f"size {tuple(real_size)} nor the renderer's face crop"
+        )
 
     def to_real(self, points: np.ndarray) -> np.ndarray:
         """Generated-frame pixel coordinates ``[..., 2]`` -> real-video pixels."""
@@ -81,14 +84,19 @@ class Geometry:
         import cv2
 
         h, w = self.size
-        out = cv2.warpAffine(np.ascontiguousarray(frame.numpy()), self.matrix, (w, h),
-                             flags=cv2.INTER_AREA if self._scale() < 1 else cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
+        out = cv2.warpAffine(
+            np.ascontiguousarray(frame.numpy()),
+            self.matrix,
+            (w, h),
+            flags=cv2.INTER_AREA if self._scale() < 1 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         return torch.from_numpy(out)
 
     def is_identity(self, real_size) -> bool:
         return tuple(real_size) == self.size and np.allclose(
-            self.matrix, [[1.0, 0, 0], [0, 1.0, 0]])
+            self.matrix, [[1.0, 0, 0], [0, 1.0, 0]]
+        )
 
     def _scale(self) -> float:
         return float(math.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))

@@ -57,15 +57,20 @@ def real_input():
     mouth = 0.5 + 0.4 * np.sin(np.arange(n) / 3.0)
     DRIVERS["clip.mp4"] = mouth
     real = render(mouth)
-    loaded = R.LoadedInput(real[0], audio, real_frames=real, real_fps=FPS,
-                           portrait_is_first_frame=True)
+    loaded = R.LoadedInput(
+        real[0], audio, real_frames=real, real_fps=FPS, portrait_is_first_frame=True
+    )
     return R.CompareInput("clip", lambda: loaded, "video", Path("clip.mp4"))
 
 
 def _run(variants, inputs):
     return R.ComparisonRunner(
-        [R.parse_variant(v) for v in variants], inputs, pipeline_factory=VideoDrivenFake,
-        tracker=tracker478, progress=False, stream_latency=False,
+        [R.parse_variant(v) for v in variants],
+        inputs,
+        pipeline_factory=VideoDrivenFake,
+        tracker=tracker478,
+        progress=False,
+        stream_latency=False,
     ).run()
 
 
@@ -111,8 +116,9 @@ def test_video_driven_variant_needs_a_real_video(real_input):
 
 def test_no_scores_without_the_first_frame_as_portrait(real_input):
     loaded = real_input.load()
-    other = R.LoadedInput(loaded.portrait, loaded.audio, real_frames=loaded.real_frames,
-                          real_fps=FPS)
+    other = R.LoadedInput(
+        loaded.portrait, loaded.audio, real_frames=loaded.real_frames, real_fps=FPS
+    )
     comp = _run(["audio="], [R.CompareInput("clip", lambda: other, "video", Path("clip.mp4"))])
     assert not [r for r in comp.rows if r.family == "reenact"]
 
