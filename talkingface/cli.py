@@ -1,4 +1,5 @@
-"""The ``talkingface`` command: run, stream, plugins, profile, config (and compare).
+"""The ``talkingface`` command: run, stream, plugins, profile, config, verify, serve (and compare,
+dataset).
 
 Every subcommand takes the same pipeline options: ``--preset``/``--config`` and dotlist
 overrides (``audio=energy controls.emotion=happy``). A bad input gives one line on stderr and a
@@ -28,6 +29,7 @@ examples:
   talkingface config render.params.flow_grid=96
   talkingface verify out.mp4 frames/frame_000000.png
   talkingface serve                    # the live page: microphone -> talking face in the browser
+  talkingface dataset build clips/ --out my_dataset --workers 2
 """
 
 SERVE_EXAMPLES = """\
@@ -168,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         compare_cli = None
     if compare_cli is not None:
         compare_cli.add_parser(sub)
+    from talkingface.dataset import cli as dataset_cli
+
+    dataset_cli.add_parser(sub)
     return parser
 
 

@@ -5,7 +5,9 @@ import pytest
 
 from talkingface.cli import build_parser, main
 
-SUBCOMMANDS = ["run", "stream", "plugins", "profile", "config", "verify", "compare", "serve"]
+SUBCOMMANDS = [
+    "run", "stream", "plugins", "profile", "config", "verify", "compare", "serve", "dataset"
+]
 
 
 def test_top_level_help_lists_commands(capsys):

@@ -73,9 +73,10 @@ ALLOWED = {
     "plugins.presets": {"pipeline", "root"},
     "provenance": {"provenance", "io", "pipeline", "root"},
     "compare": {"compare", "api", "face", "io", "pipeline", "root"},
+    "dataset": {"dataset", "face", "io", "pipeline", "root"},
     "api": {"pipeline", "io", "kernels", "provenance", "root"},
     "serve": {"serve", "api", "assets", "io", "pipeline", "root"},
-    "cli": {"api", "assets", "compare", "serve", "root"},
+    "cli": {"api", "assets", "compare", "dataset", "serve", "root"},
 }
 ALLOWED |= {f"plugins.{kind}": {f"plugins.{kind}", "pipeline", "face", "io", "kernels", "root"}
             for kind in ("audio", "motion", "render")}
@@ -90,11 +91,14 @@ def test_dependencies_point_down(module):
 
 def test_the_cli_imports_the_api_and_the_assets_only():
     cli_layers = {_layer(i) for i in IMPORTS["talkingface.cli"]}
-    assert cli_layers <= {"api", "assets", "compare", "serve", "root"}
+    assert cli_layers <= {"api", "assets", "compare", "dataset", "serve", "root"}
     assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "serve"} == {
         "talkingface.serve"}  # `serve` starts the live server through the package's API
+    # the `compare` and `dataset` subcommands' own arguments
     assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "compare"} == {
-        "talkingface.compare.cli"}  # the `compare` subcommand's own arguments
+        "talkingface.compare.cli"}
+    assert {i for i in IMPORTS["talkingface.cli"] if _layer(i) == "dataset"} == {
+        "talkingface.dataset.cli"}
 
 
 def test_relative_and_root_imports_are_seen(tmp_path):

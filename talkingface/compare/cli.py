@@ -12,6 +12,10 @@ examples:
   talkingface compare --data evaldata/video --output cmp \\
       --variant visemes=audio=visemes --variant energy=audio=energy \\
       --variant broken=audio_shift_frames=10
+  # self-reenactment: each real video's first frame driven by the video's own motion,
+  # next to the audio-driven default pipeline, scored against the real frames
+  talkingface compare --data evaldata/video --output cmp --max-seconds 4 \\
+      --variant reenact=motion=video --variant audio=
   # every portrait with every clip, the default pipeline against a preset with overrides
   talkingface compare --data mydata --inputs pairs --output cmp \\
       --variant default= --variant "calm=default controls.head_motion=0.5"
@@ -20,6 +24,13 @@ A variant is NAME=OVERRIDES: whitespace-separated KEY=VALUE config overrides plu
 preset name or YAML file (empty = the default pipeline). Two keys belong to compare itself:
 audio_shift_frames=N (delay the driving audio by N frames) and mute_audio=true (drive with
 silence); metrics still use the original audio, so such variants must score worse.
+
+Real videos are also self-reenactment tests: the video's first frame is the portrait and every
+variant's frames are scored against the real ones (PSNR, SSIM, LPIPS when a local model is
+installed, landmark errors of all points, lips and eyes in inter-ocular distances). A variant
+with motion=video and no motion.params.path takes its motion from each real video it runs on
+(the video's own motion), so video-driven and audio-driven variants sit in one table; the
+report shows the frames side by side (real | each variant).
 """
 
 

@@ -40,6 +40,18 @@ HEADLINE: tuple[tuple[str, str], ...] = (
 )
 """(metric, short label) of the columns of the terminal table and the bar charts."""
 
+REENACT: tuple[tuple[str, str], ...] = (
+    ("psnr", "PSNR dB"),
+    ("ssim", "SSIM"),
+    ("lpips", "LPIPS"),
+    ("lmk_all", "lmk all"),
+    ("lmk_mouth", "lmk mouth"),
+    ("lmk_eyes", "lmk eyes"),
+    ("mouth_corr", "mouth r"),
+)
+"""(metric, label) of the self-reenactment table: generated vs real frames of the same video
+(landmark errors in inter-ocular distances), audio- and video-driven variants together."""
+
 
 def _fmt(v: float, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -135,16 +147,75 @@ def write_json(comp: Comparison, path: Path) -> Path:
     return path
 
 
-def _value(comp: Comparison, variant: str, input_name: str, metric: str) -> float:
+def _row(comp: Comparison, variant: str, input_name: str, metric: str):
     for r in comp.rows:
         if r.variant == variant and r.input == input_name and r.metric == metric:
-            return r.value
-    return math.nan
+            return r
+    return None
+
+
+def _value(comp: Comparison, variant: str, input_name: str, metric: str) -> float:
+    row = _row(comp, variant, input_name, metric)
+    return math.nan if row is None else row.value
+
+
+def _lpips_cell(comp: Comparison, variant: str, input_name: str, metric: str) -> str | None:
+    """The LPIPS cell's text when no local model scored it (its note), else None."""
+    row = _row(comp, variant, input_name, metric)
+    if metric == "lpips" and row is not None and math.isnan(row.value) and row.note:
+        return row.note.partition(":")[0]
+    return None
+
+
+def has_reenactment(comp: Comparison) -> bool:
+    return any(r.family == "reenact" for r in comp.rows)
+
+
+def reenactment_table(comp: Comparison) -> str:
+    """The self-reenactment scores as text: one line per variant × real video, then the mean
+    of each variant."""
+    cols = [label for _, label in REENACT]
+    widths = [max(9, len(c) + 2) for c in cols]
+    names = [v.name for v in comp.variants]
+    vw = max([len(n) for n in names] + [7]) + 2
+    iw = max([len(i) for i in comp.inputs] + [5]) + 2
+    head = f"{'variant':<{vw}}{'input':<{iw}}" + "".join(
+        f"{c:>{w}}" for c, w in zip(cols, widths, strict=True))
+    lines = ["self-reenactment: each real video's first frame animated, vs its real frames "
+             "(landmark errors in inter-ocular distances)", head, "-" * len(head)]
+    means: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    notes = set()
+    for input_name in comp.inputs:
+        for name in names:
+            if _row(comp, name, input_name, "psnr") is None:
+                continue
+            cells = []
+            for (m, _), w in zip(REENACT, widths, strict=True):
+                v = _value(comp, name, input_name, m)
+                if math.isfinite(v):
+                    means[name][m].append(v)
+                text = _lpips_cell(comp, name, input_name, m)
+                if text:
+                    notes.add(_row(comp, name, input_name, m).note)
+                cells.append(f"{'n/a' if text else _fmt(v):>{w}}")
+            lines.append(f"{name:<{vw}}{input_name:<{iw}}" + "".join(cells))
+    lines.append("-" * len(head))
+    for name in names:
+        if name in means:
+            cells = [_fmt(float(np.mean(means[name][m])) if means[name][m] else math.nan)
+                     for m, _ in REENACT]
+            cells = ["n/a" if m == "lpips" and notes and c == "-" else c
+                     for (m, _), c in zip(REENACT, cells, strict=True)]
+            lines.append(f"{name:<{vw}}{'(mean)':<{iw}}" + "".join(
+                f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    lines += [f"LPIPS: {n}" for n in sorted(notes)]
+    return "\n".join(lines)
 
 
 def terminal_table(comp: Comparison) -> str:
     """One line per variant × input with the headline metrics and the status, then the mean of
-    each variant over the inputs (and the real videos' own values as the reference)."""
+    each variant over the inputs (and the real videos' own values as the reference); then the
+    self-reenactment table when there are real videos."""
     cols = [label for _, label in HEADLINE]
     widths = [max(8, len(c) + 1) for c in cols]
     vw = max([len(v.name) for v in comp.variants] + [len(REAL), 7]) + 2
@@ -171,6 +242,8 @@ def terminal_table(comp: Comparison) -> str:
                                                                       strict=True)
         )
         lines.append(f"{name:<{vw}}{'(mean)':<{iw}}{vals}")
+    if has_reenactment(comp):
+        lines += ["", reenactment_table(comp)]
     return "\n".join(lines)
 
 
@@ -427,6 +500,55 @@ def keyframes_html(comp: Comparison, input_name: str) -> str:
     return "".join(out)
 
 
+def reenactment_html(comp: Comparison) -> str:
+    """The self-reenactment scores per variant × real video (the best of each column per
+    video highlighted)."""
+    names = [v.name for v in comp.variants]
+    out = ['<table><tr><th class="l">input</th><th class="l">variant</th>']
+    out += [f"<th>{html.escape(label)}</th>" for _, label in REENACT]
+    out.append("</tr>")
+    info = metric_info(comp)
+    for input_name in comp.inputs:
+        shown = [n for n in names if _row(comp, n, input_name, "psnr") is not None]
+        best = {m: _best({n: _value(comp, n, input_name, m) for n in shown},
+                         info.get(m, {}).get("better", ""), None) for m, _ in REENACT}
+        for name in shown:
+            out.append(f'<tr><td class="l">{html.escape(input_name)}</td>'
+                       f'<td class="l">{html.escape(name)}</td>')
+            for m, _ in REENACT:
+                text = _lpips_cell(comp, name, input_name, m)
+                cls = ' class="best"' if name in best[m] else ""
+                cell = html.escape(text) if text else _fmt(_value(comp, name, input_name, m))
+                out.append(f"<td{cls}>{cell}</td>")
+            out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def strip_html(comp: Comparison, input_name: str) -> str:
+    """Frames side by side at the same times: the real video, then each variant."""
+    recs = [r for r in comp.records if r.input == input_name and r.strip]
+    if not recs:
+        return ""
+    order = {v.name: i for i, v in enumerate(comp.variants)}
+    recs.sort(key=lambda r: order.get(r.variant, len(order)))
+    columns = [("real video", recs[0].strip_real)] + [(r.variant, r.strip) for r in recs]
+    out = ['<table class="thumbs"><tr><th class="l">time</th>']
+    out += [f"<th>{html.escape(name)}</th>" for name, _ in columns]
+    out.append("</tr>")
+    for k, t in enumerate(recs[0].strip_times):
+        out.append(f'<tr><td class="l">{t:.2f} s</td>')
+        for _, thumbs in columns:
+            if k < len(thumbs):
+                out.append(f'<td><img alt="frame" src="data:image/png;base64,'
+                           f'{_thumb_b64(thumbs[k])}"></td>')
+            else:
+                out.append("<td><small>-</small></td>")
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
 _GLOSSARY = """
 <ul>
 <li><b>mouth_corr</b>: Pearson r between the mouth opening (inner-lip gap / face height, from
@@ -450,6 +572,17 @@ difference| of the angles (°/frame²); <b>jitter_landmarks</b>: the same on lan
 change during silences of 300 ms or more (found from audio loudness); 0 = still lips.</li>
 <li><b>bg_psnr/ssim</b>: outside the head box, generated frames vs the portrait as rendered;
 <b>face_rest_psnr/ssim</b>: inside the face box during silences (or the first frame).</li>
+<li><b>reenact</b> (real videos, the portrait being the video's first frame: self-reenactment):
+<b>psnr</b>/<b>ssim</b> of each generated frame against the real frame at the same time (in
+the renderer's face crop, cut from the real frame with the renderer's own crop matrix, or the
+whole frame when the renderer pastes back); <b>lpips</b> only with a local model (the lpips
+package and torchvision's AlexNet checkpoint in the torch hub cache; nothing downloads);
+<b>lmk_all</b>: mean distance of all 478 landmarks to the real ones, as placed (pose and
+expression), over the real inter-ocular distance (outer eye corners); <b>lmk_mouth</b> /
+<b>lmk_eyes</b>: lip / eye points after a similarity alignment on the upper face outline and
+nose, which do not move with the expression (shape, not placement). Video-driven variants
+(<code>motion=video</code>) follow the real video's motion; audio-driven ones are scored the
+same way, so both sit in one table.</li>
 <li><b>speed</b>: ms/frame per stage call, total ms of one-off calls (loading, preparing the
 portrait), frames/s and real-time factor of the stages (the measuring sink excluded),
 streaming start latency (first second of the first input), peak memory (process RSS on CPU,
@@ -483,10 +616,17 @@ def write_html(comp: Comparison, path: Path, *, title: str = "talkingface compar
     parts.append("<h2>Metrics per variant</h2>" + plot(plot_metric_bars, "metrics"))
     parts.append("<h2>Per-stage time</h2>" + plot(plot_stage_times, "stage times"))
     parts.append("<h2>Runs</h2>" + runs_html(comp))
+    if has_reenactment(comp):
+        parts.append("<h2>Self-reenactment</h2><p><small>Each real video's first frame "
+                     "animated and compared with its real frames; landmark errors in "
+                     "inter-ocular distances.</small></p>" + reenactment_html(comp))
     for input_name in comp.inputs:
         parts.append(f"<h2>{html.escape(input_name)}</h2>")
         parts.append(plot(plot_mouth_curves, "mouth opening", input_name))
         parts.append(keyframes_html(comp, input_name))
+        strip = strip_html(comp, input_name)
+        if strip:
+            parts.append("<h3>Real | each variant</h3>" + strip)
     parts.append("<h2>Metrics</h2>" + _GLOSSARY)
     parts.append("<p><small>Full data: results.csv (long format), results.json.</small></p>"
                  "</body></html>")

@@ -2,10 +2,12 @@
 
 A *variant* is a named pipeline config (preset, YAML file and/or dotlist overrides, plus a few
 compare-only overrides that damage the input on purpose, to check that the metrics notice). An
-*input* is a portrait with a speech clip, or a real talking video whose own audio drives a
-portrait and whose frames are the ground truth. Each variant × input run yields metric rows
-(long format), per-frame curves and a few key frames for the report; a failure becomes a row
-with its status and one-line error instead of stopping the comparison.
+*input* is a portrait with a speech clip, or a real talking video whose first frame is the
+portrait and whose frames are the ground truth: its own audio drives the audio-driven variants,
+and its own motion the video-driven ones (``motion=video``: self-reenactment, scored by
+:mod:`talkingface.compare.reenact`). Each variant × input run yields metric rows (long format),
+per-frame curves, a few key frames and a strip of frames for the report; a failure becomes a
+row with its status and one-line error instead of stopping the comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from talkingface.compare import metrics as M
+from talkingface.compare import reenact as RE
 from talkingface.pipeline.errors import InputError, TalkingFaceError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -49,6 +52,7 @@ the landmark noise on a still face) does not move: its correlation with the real
 AV_WINDOW_S = 1.0  # audio-visual offsets are searched within ±1 s
 ALIGN_MIN_R = 0.2  # below this the real video's own AV offset is too uncertain to correct
 THUMB = 160  # pixel size of the key-frame thumbnails kept for the report
+STRIP_FRAMES = 5  # frames of the self-reenactment strip (real | each variant), evenly in time
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class LoadedInput:
         real_frames: uint8 ``[T, H, W, 3]`` frames of the real video, or None.
         real_fps: frame rate of ``real_frames``.
         phones: phone timings of the speech, if known (for the bilabial-closure metric).
+        portrait_is_first_frame: the portrait is the real video's first frame (then the
+            generated frames are scored against the real ones: self-reenactment).
     """
 
     portrait: Any
@@ -137,15 +143,18 @@ class LoadedInput:
     real_frames: torch.Tensor | None = None
     real_fps: float | None = None
     phones: list[M.Phone] | None = None
+    portrait_is_first_frame: bool = False
 
 
 @dataclass(frozen=True)
 class CompareInput:
-    """A named input; ``load`` reads it (called once per comparison, right before use)."""
+    """A named input; ``load`` reads it (called once per comparison, right before use).
+    ``path``: the real video of a ``video`` input (what drives ``motion=video`` variants)."""
 
     name: str
     load: Callable[[], LoadedInput]
     kind: str = "pair"  # "pair" (portrait + clip) or "video" (real video as ground truth)
+    path: Path | None = None
 
 
 def _files(folder: Path, exts: Sequence[str]) -> list[Path]:
@@ -216,8 +225,9 @@ def pair_inputs(
 def video_inputs(
     videos: Sequence[Path], *, portrait: Path | None = None, max_seconds: float | None = None
 ) -> list[CompareInput]:
-    """Real-video inputs: each video's audio drives ``portrait`` (default: the video's first
-    frame) and its frames are the ground truth."""
+    """Real-video inputs: each video's audio (or, for ``motion=video`` variants, its motion)
+    drives ``portrait`` (default: the video's first frame) and its frames are the ground
+    truth."""
 
     def loader(video: Path) -> Callable[[], LoadedInput]:
         def load() -> LoadedInput:
@@ -241,11 +251,12 @@ def video_inputs(
                 real_frames=clip.frames,
                 real_fps=float(clip.fps),
                 phones=_phones_beside(video),
+                portrait_is_first_frame=portrait is None,
             )
 
         return load
 
-    return [CompareInput(v.stem, loader(v), "video") for v in videos]
+    return [CompareInput(v.stem, loader(v), "video", v) for v in videos]
 
 
 def discover_inputs(
@@ -429,6 +440,9 @@ class RunRecord:
     speed: dict[str, float] = field(default_factory=dict)
     keyframes: dict[str, np.ndarray] = field(default_factory=dict)  # moment -> [h, w, 3] uint8
     keyframe_index: dict[str, int] = field(default_factory=dict)
+    strip_times: list[float] = field(default_factory=list)  # seconds of the strip's frames
+    strip: list[np.ndarray] = field(default_factory=list)  # [h, w, 3] uint8 thumbnails
+    strip_real: list[np.ndarray] = field(default_factory=list)  # the real frames, same geometry
 
 
 @dataclass
@@ -726,21 +740,37 @@ class ComparisonRunner:
         self.stream_latency = stream_latency
         self.align_real = align_real
         self.progress = progress
-        self._pipes: dict[str, Any] = {}
+        self._pipes: dict[Any, Any] = {}
         self._latency: dict[str, float] = {}
+        self._lpips: tuple[Callable | None, str] | None = None
 
-    def _pipeline(self, variant: Variant):
-        if variant.name not in self._pipes:
-            overrides = list(variant.overrides)
+    def _pipeline(self, variant: Variant, item: CompareInput):
+        """The variant's pipeline; a ``motion=video`` variant without a driver of its own gets
+        one per real-video input, driven by that video (self-reenactment)."""
+        overrides, key = list(variant.overrides), variant.name
+        if RE.drives_from_video(overrides) and not RE.sets_driver(overrides):
+            if item.path is None:
+                raise InputError(
+                    f"variant {variant.name!r} takes its motion from a video (motion=video): it "
+                    "needs real-video inputs (--inputs videos), or a driver of its own "
+                    "(motion.params.path=VIDEO)"
+                )
+            overrides.append(f"motion.params.path={item.path}")
+            key = (variant.name, item.name)
+            # one driven pipeline per video at a time: the previous input's is done with
+            for done in [k for k in self._pipes if isinstance(k, tuple) and k[0] == variant.name
+                         and k != key]:
+                del self._pipes[done]
+        if key not in self._pipes:
             if self.seed is not None:
                 overrides.append(f"seed={self.seed}")
             if variant.mute_audio:
                 overrides.append("allow_silent=true")
             try:
-                self._pipes[variant.name] = self.factory(variant.source, overrides)
+                self._pipes[key] = self.factory(variant.source, overrides)
             except Exception as exc:  # kept: every input of this variant reports it
-                self._pipes[variant.name] = exc
-        pipe = self._pipes[variant.name]
+                self._pipes[key] = exc
+        pipe = self._pipes[key]
         if isinstance(pipe, Exception):
             raise pipe
         return pipe
@@ -831,7 +861,7 @@ class ComparisonRunner:
         return (track, fps, offset_s) if track is not None else None
 
     def _run_one(self, variant, item, loaded, real, rec: RunRecord, comp: Comparison) -> None:
-        pipe = self._pipeline(variant)
+        pipe = self._pipeline(variant, item)
         fps = float(pipe.config.fps)
         rec.fps = fps
         audio = loaded.audio
@@ -847,8 +877,10 @@ class ComparisonRunner:
         rest = [i for a, b in M.silences(energy, fps, min_ms=300) for i in range(a, b)]
         rest = rest[:: max(1, len(rest) // FIDELITY_FRAMES)][:FIDELITY_FRAMES]
         sampled = _evenly(n, FIDELITY_FRAMES)
+        reenacted = real is not None and loaded.portrait_is_first_frame
+        strip = _evenly(n, STRIP_FRAMES) if reenacted else []
         picker = KeyFramePicker(energy, fps)
-        sink = _MeasuringSink(self.tracker, set(rest) | set(sampled) | {0}, picker)
+        sink = _MeasuringSink(self.tracker, set(rest) | set(sampled) | set(strip) | {0}, picker)
         result = pipe.run(loaded.portrait, drive, sink=sink)
         if not sink.tracks:
             raise RuntimeError("the pipeline produced no frames")
@@ -888,6 +920,8 @@ class ComparisonRunner:
             if ref_track.found[0]:
                 face_box = tuple(ref_track.boxes[0])
         rows += fidelity_rows(sink.kept, rest, sampled, reference, face_box)
+        if reenacted:
+            rows += self._reenact_rows(loaded, real, track, sink, result, fps, sampled, strip, rec)
 
         rec.speed = M.speed_summary(result.profile)
         _processing_speed(rec.speed, result.profile)
@@ -911,6 +945,56 @@ class ComparisonRunner:
             comp.rows.append(Row(variant.name, item.name, fam, metric, float(value), unit,
                                  better, "ok", note))
 
+
+    def _reenact_rows(self, loaded, real, track, sink, result, fps, sampled, strip, rec):
+        """Self-reenactment scores of one run against the real frames (see
+        :mod:`talkingface.compare.reenact`), and the frames of the report's strip."""
+        real_track, real_fps, _ = real
+        frames = loaded.real_frames
+        size = tuple(sink.kept[0].shape[:2])
+        geometry, why = RE.Geometry.of(result, size, tuple(frames.shape[1:3]))
+        if geometry is None:
+            return [("reenact", m, math.nan, u, b, why) for m, u, b in REENACT_METRICS]
+
+        def at(i: int) -> int | None:
+            j = RE.real_index(i, fps, real_fps)
+            return j if j < min(len(frames), len(real_track.points)) else None
+
+        pairs = [(sink.kept[i], geometry.real_image(frames[at(i)]))
+                 for i in sampled if i in sink.kept and at(i) is not None]
+        if self._lpips is None:
+            self._lpips = RE.local_lpips()
+        scorer, lpips_note = self._lpips
+        pixels = RE.pixel_scores(pairs, scorer)
+        both = [(i, at(i)) for i in range(len(track.points)) if at(i) is not None]
+        marks = RE.landmark_errors(geometry.to_real(track.points[[i for i, _ in both]]),
+                                   real_track.points[[j for _, j in both]])
+        shown = [i for i in strip if i in sink.kept and at(i) is not None]
+        rec.strip_times = [i / fps for i in shown]
+        rec.strip = [_thumbnails(sink.kept[i][None])[0].numpy() for i in shown]
+        rec.strip_real = [_thumbnails(geometry.real_image(frames[at(i)])[None])[0].numpy()
+                          for i in shown]
+        where = "the whole frame" if geometry.is_identity(frames.shape[1:3]) else "the face crop"
+        return [
+            ("reenact", "psnr", pixels["psnr"], "dB", "higher",
+             f"vs the real frame at the same time, {len(pairs)} frames, {where}"),
+            ("reenact", "ssim", pixels["ssim"], "", "higher", ""),
+            ("reenact", "lpips", pixels["lpips"], "", "lower", lpips_note),
+            ("reenact", "lmk_all", marks["lmk_all"], "IOD", "lower",
+             f"{int(marks['frames'])} frames; all points as placed (pose and expression), "
+             "in inter-ocular distances"),
+            ("reenact", "lmk_mouth", marks["lmk_mouth"], "IOD", "lower",
+             "lip points after a similarity alignment on the upper face and nose"),
+            ("reenact", "lmk_eyes", marks["lmk_eyes"], "IOD", "lower",
+             "eye points after a similarity alignment on the upper face and nose"),
+        ]
+
+
+REENACT_METRICS = (
+    ("psnr", "dB", "higher"), ("ssim", "", "higher"), ("lpips", "", "lower"),
+    ("lmk_all", "IOD", "lower"), ("lmk_mouth", "IOD", "lower"), ("lmk_eyes", "IOD", "lower"),
+)
+"""(metric, unit, better) of the self-reenactment family."""
 
 _SPEED_UNITS = {
     "fps": ("frames/s", "higher"),

@@ -61,8 +61,7 @@ class FakePipeline:
 
     def run(self, image, audio, output=None, *, sink=None, progress=False):
         n = math.ceil(audio.num_samples * FPS / audio.sample_rate)
-        mouth = np.zeros(n) if self.still else mouth_from_audio(audio, n)
-        frames = render(mouth)
+        frames = render(self.mouth(audio, n))
         for a in range(0, n, 16):
             sink.write(Frames(frames[a : a + 16], FPS, a))
         prof = Profile(wall_s=0.5, audio_s=audio.duration, frames=n)
@@ -74,6 +73,10 @@ class FakePipeline:
         pixels = torch.as_tensor(image)
         prepared = PreparedPortrait(SimpleNamespace(pixels=pixels), "fake", (SIZE, SIZE), {})
         return SimpleNamespace(frames=None, prepared=prepared, profile=prof)
+
+    def mouth(self, audio, n: int) -> np.ndarray:
+        """``[n]`` the mouth opening the fake renders."""
+        return np.zeros(n) if self.still else mouth_from_audio(audio, n)
 
     def stream(self, image, audio, chunk_s=None):
         self.last_profile = SimpleNamespace(start_latency_ms=42.0)
