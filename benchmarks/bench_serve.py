@@ -10,9 +10,14 @@ and memory over many open/close cycles.
 3. Memory: ``--cycles`` sessions opened, fed 0.3 s of speech in real time, and closed (half
    of them mid-stream), against one server; the process's RSS after the first 10 cycles and
    after the last, and the live-stream threads left.
+4. Server alone (``--headless-sessions N``): N aiohttp WebSocket clients in this process feed
+   the demo speech in real time (no browser); frames received per second by each, and the
+   CPU the process used. Against the two Chromium pages this tells the server's own limit
+   from the browser's share of the 2 cores (the page run reports Chromium's CPU too).
 
-    python benchmarks/bench_serve.py                  # all three, 50 cycles
+    python benchmarks/bench_serve.py                  # all but the headless part, 50 cycles
     python benchmarks/bench_serve.py --cycles 50 --no-browser --json serve.json
+    python benchmarks/bench_serve.py --headless-sessions 2 --cycles 0
 
 The server runs in this process (``BackgroundServer``, realtime preset, ``threads=1`` as
 ``talkingface serve`` sets it).
@@ -74,8 +79,42 @@ def transport(pipe) -> dict:
             "h264_ms": h264_ms, "h264_kb": h264_bytes / len(frames) / 1024}
 
 
+def _descendants_cpu_s(name_part: str) -> float:
+    """User + system CPU seconds of this process's descendants whose name holds
+    ``name_part`` (from ``/proc/PID/stat``, children counted while they live)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents, names, cpu = {}, {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        pid = int(entry)
+        parents[pid], names[pid] = int(fields[1]), name
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    total, me = 0.0, os.getpid()
+    for pid in cpu:
+        ancestor = parents.get(pid)
+        while ancestor not in (None, 0, 1, me):
+            ancestor = parents.get(ancestor)
+        if ancestor == me and name_part in names[pid]:
+            total += cpu[pid]
+    return total
+
+
+def _process_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def page_figures(url: str, seconds: float) -> dict:
-    """The page's stats after ``seconds``: mic alone, the demo clip alone, two mics at once."""
+    """The page's stats after ``seconds``: mic alone, the demo clip alone, two mics at once;
+    with the CPU share (of one core) Chromium and this process (the server) used meanwhile."""
     import soundfile
     from playwright.sync_api import sync_playwright
 
@@ -97,10 +136,17 @@ def page_figures(url: str, seconds: float) -> dict:
         for name, autostart, count in (("mic", "mic", 1), ("demo clip", "demo", 1),
                                        ("2 x mic", "mic", 2)):
             pages = [browser.new_page() for _ in range(count)]
+            started = time.monotonic()
+            chromium_before, server_before = _descendants_cpu_s("chrom"), _process_cpu_s()
             for page in pages:
                 page.goto(url + f"?autostart={autostart}")
             time.sleep(seconds)
             results[name] = [page.evaluate("({...window.talkingface.stats})") for page in pages]
+            wall = time.monotonic() - started
+            results[name + ", cpu"] = {
+                "chromium_cores": (_descendants_cpu_s("chrom") - chromium_before) / wall,
+                "server_cores": (_process_cpu_s() - server_before) / wall,
+                "load_average": os.getloadavg()[0]}
             for page in pages:
                 page.close()
             time.sleep(0.5)
@@ -125,6 +171,66 @@ async def _cycle(url: str, pcm: bytes, rate: int, stop_midway: bool) -> None:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT and json.loads(msg.data)["type"] == "ended":
                 break
+
+
+async def _receive_live(url: str, pcm: bytes, rate: int, seconds: float) -> dict:
+    """One headless client: ``seconds`` of ``pcm`` sent in real time (40 ms messages, paced
+    against the clock so a busy loop does not slow the audio down), frames counted."""
+    from aiohttp import ClientSession, WSMsgType
+
+    from talkingface.serve.session import FRAME_HEADER
+
+    step = rate // 25 * 2
+    arrivals, dropped = [], 0
+    async with ClientSession() as client, client.ws_connect(url) as ws:
+        await ws.receive_json()
+        await ws.send_str(json.dumps({"type": "start", "sampleRate": rate}))
+        await ws.receive_json()
+
+        async def receive() -> None:
+            nonlocal dropped
+            async for msg in ws:
+                if msg.type == WSMsgType.BINARY:
+                    arrivals.append(time.monotonic())
+                    dropped = FRAME_HEADER.unpack_from(msg.data)[1]
+                elif json.loads(msg.data)["type"] == "ended":
+                    return
+
+        receiver = asyncio.create_task(receive())
+        first = time.monotonic()
+        sent = 0
+        while sent * 0.04 < seconds:
+            at = sent * step % (len(pcm) - step)
+            await ws.send_bytes(pcm[at:at + step])
+            sent += 1
+            await asyncio.sleep(max(0.0, first + sent * 0.04 - time.monotonic()))
+        await ws.send_str('{"type": "stop"}')
+        await receiver
+    # Frames per second after the first second (the start is measured by the page).
+    steady = [t for t in arrivals if t >= first + 1.0]
+    fps = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
+    return {"frames": len(arrivals), "fps": fps, "dropped": dropped,
+            "start_ms": (arrivals[0] - first) * 1000 if arrivals else None}
+
+
+def headless_sessions(server, count: int, seconds: float) -> dict:
+    """``count`` headless clients at once, each streaming the demo speech for ``seconds``."""
+    from talkingface.assets import demo_audio_path
+    from talkingface.serve.uploads import pcm16
+
+    rate = server.server.rate
+    pcm = pcm16(server.server.pipe.load_audio(demo_audio_path()))
+    url = f"ws://127.0.0.1:{server.port}/ws"
+
+    async def together() -> list[dict]:
+        return await asyncio.gather(*(_receive_live(url, pcm, rate, seconds)
+                                      for _ in range(count)))
+
+    started, cpu_before = time.monotonic(), _process_cpu_s()
+    sessions = asyncio.run(together())
+    wall = time.monotonic() - started
+    return {"sessions": sessions, "server_cores": (_process_cpu_s() - cpu_before) / wall,
+            "load_average": os.getloadavg()[0]}
 
 
 def memory_cycles(server, cycles: int) -> dict:
@@ -156,6 +262,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="how long each page runs before its figures are read")
     parser.add_argument("--no-browser", action="store_true", help="skip the page figures")
+    parser.add_argument("--headless-sessions", type=int, default=0, metavar="N",
+                        help="also run N browserless clients at once (then 1 .. N-1 alone "
+                             "first) for --seconds each")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args()
 
@@ -167,14 +276,19 @@ def main() -> None:
                "load_average": os.getloadavg()}
     results["transport"] = transport(pipe)
     print("transport per frame:", json.dumps(results["transport"]))
-    options = ServeOptions(sessions_per_minute=args.cycles + 60)
+    options = ServeOptions(sessions_per_minute=args.cycles + 60,
+                           max_sessions=max(4, args.headless_sessions))
     with BackgroundServer(pipe, options) as server:
         if not args.no_browser:
             results["page"] = page_figures(server.url, args.seconds)
             for name, stats in results["page"].items():
                 print(f"page, {name}:", json.dumps(stats))
-        results["memory"] = memory_cycles(server, args.cycles)
-        print("memory:", json.dumps(results["memory"]))
+        for count in range(1, args.headless_sessions + 1):
+            results[f"headless x {count}"] = headless_sessions(server, count, args.seconds)
+            print(f"headless, {count} at once:", json.dumps(results[f"headless x {count}"]))
+        if args.cycles:
+            results["memory"] = memory_cycles(server, args.cycles)
+            print("memory:", json.dumps(results["memory"]))
     results["load_average_after"] = os.getloadavg()
     print(f"load average before {results['load_average']}, after {results['load_average_after']}")
     if args.json:

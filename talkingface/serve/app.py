@@ -274,7 +274,11 @@ class LiveServer:
                                "limit): try again when one closes")
         if not self.session_limiter.allow(request.remote or ""):
             return _error(429, "too many new sessions from this address: wait a minute")
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0)
+        # No permessage-deflate: JPEG frames shrink by under a fifth, and deflating 16 kB a
+        # frame costs the server 0.4 ms plus a hop to a pool thread (aiohttp compresses
+        # messages over 16 kB off the event loop), and the browser the inflating.
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30.0,
+                                   compress=False)
         await ws.prepare(request)
         session = _Session(self, ws)
         self.sessions.add(session)

@@ -115,6 +115,18 @@ def test_a_session_streams_frames_in_order_and_ends(start_server):
     assert "error" not in messages[-1]
 
 
+def test_frames_go_out_uncompressed_even_when_the_client_offers_deflate(start_server):
+    server = start_server()
+
+    async def negotiated() -> int:
+        async with ClientSession() as client, client.ws_connect(ws_url(server),
+                                                                compress=15) as ws:
+            await ws.receive_json()
+            return ws.compress
+
+    assert asyncio.run(negotiated()) == 0
+
+
 def test_live_controls_are_taken_and_bad_ones_close_the_session(start_server):
     server = start_server()
     assert server.server.live_controls

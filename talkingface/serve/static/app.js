@@ -22,7 +22,13 @@
   window.talkingface = api;
 
   function say(text) { $("message").textContent = text || ""; }
-  function notice(text) { $("notice").textContent = text || ""; }
+  // Writing a text node, even with the same text, makes the browser lay out and paint again:
+  // the figures are refreshed every display frame, so write only what changed.
+  function setText(id, text) {
+    const element = $(id);
+    if (element.textContent !== text) element.textContent = text;
+  }
+  function notice(text) { setText("notice", text || ""); }
   function withToken(path) {
     return token ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : path;
   }
@@ -60,11 +66,11 @@
   }
   function showStats() {
     const ms = (v) => (v === null ? "–" : `${Math.round(v)} ms`);
-    $("stat-latency").textContent = ms(stats.startLatencyMs);
-    $("stat-fps").textContent = stats.fps ? stats.fps.toFixed(1) : "–";
-    $("stat-shown").textContent = String(stats.framesShown);
-    $("stat-dropped").textContent = String(stats.droppedFrames);
-    $("stat-av").textContent = ms(stats.avOffsetMs);
+    setText("stat-latency", ms(stats.startLatencyMs));
+    setText("stat-fps", stats.fps ? stats.fps.toFixed(1) : "–");
+    setText("stat-shown", String(stats.framesShown));
+    setText("stat-dropped", String(stats.droppedFrames));
+    setText("stat-av", ms(stats.avOffsetMs));
   }
   function resetStats() {
     Object.assign(stats, { startLatencyMs: null, framesShown: 0, fps: 0, droppedFrames: 0, avOffsetMs: null });
@@ -126,7 +132,7 @@
       }
     }
 
-    capture(block) { // mic: 128-sample blocks from the worklet, sent every CHUNK_S
+    capture(block) { // mic: CHUNK_S blocks from the worklet, sent as they come
       if (!this.started) return;
       this.buffered.push(block);
       this.bufferedCount += block.length;
@@ -257,7 +263,7 @@
         });
         run.audio = new AudioContext();
         await run.audio.audioWorklet.addModule("/static/capture-worklet.js");
-        const node = new AudioWorkletNode(run.audio, "capture");
+        const node = new AudioWorkletNode(run.audio, "capture", { processorOptions: { blockSeconds: CHUNK_S } });
         run.audio.createMediaStreamSource(run.micStream).connect(node);
         const mute = run.audio.createGain(); // a worklet runs only while something pulls it
         mute.gain.value = 0;
