@@ -349,6 +349,17 @@ class Renderer(Stage):
         whose frames depend only on their own motion frame)."""
         return PerChunkStream(lambda motion: self.render(prepared, motion))
 
+    def check_render_args(self, prepared: object, motion: object) -> None:
+        """TypeError naming this renderer unless ``render`` got a PreparedPortrait and a
+        Motion (the usual slip: passing the portrait itself)."""
+        if not isinstance(prepared, PreparedPortrait):
+            raise TypeError(
+                f"{self.name}.render takes a PreparedPortrait, got {type(prepared).__name__}: "
+                "call prepare(portrait) first"
+            )
+        if not isinstance(motion, Motion):
+            raise TypeError(f"{self.name}.render takes a Motion, got {type(motion).__name__}")
+
     def declarations(self) -> dict[str, Any]:
         return super().declarations() | {
             "requires": list(self.requires),

@@ -187,13 +187,7 @@ class MeshWarpRenderer(Renderer):
         return PreparedPortrait(portrait, self.name, size, state, crop)
 
     def render(self, prepared: PreparedPortrait, motion: Motion) -> Frames:
-        if not isinstance(prepared, PreparedPortrait):
-            raise TypeError(
-                f"meshwarp.render takes a PreparedPortrait, got {type(prepared).__name__}: "
-                "call prepare(portrait) first"
-            )
-        if not isinstance(motion, Motion):
-            raise TypeError(f"meshwarp.render takes a Motion, got {type(motion).__name__}")
+        self.check_render_args(prepared, motion)
         state = prepared.state
         if (
             "rig" not in state

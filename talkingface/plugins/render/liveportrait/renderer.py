@@ -220,13 +220,7 @@ class LivePortraitRenderer(Renderer):
         return PreparedPortrait(portrait, self.name, size, state, crop)
 
     def render(self, prepared: PreparedPortrait, motion: Motion) -> Frames:
-        if not isinstance(prepared, PreparedPortrait):
-            raise TypeError(
-                f"liveportrait.render takes a PreparedPortrait, got {type(prepared).__name__}: "
-                "call prepare(portrait) first"
-            )
-        if not isinstance(motion, Motion):
-            raise TypeError(f"liveportrait.render takes a Motion, got {type(motion).__name__}")
+        self.check_render_args(prepared, motion)
         state = prepared.state
         if "kp_source" not in state or ("paste" in state) != self.config.paste_back:
             raise ContractError(
