@@ -351,7 +351,9 @@ class Renderer(Stage):
 
     def check_render_args(self, prepared: object, motion: object) -> None:
         """TypeError naming this renderer unless ``render`` got a PreparedPortrait and a
-        Motion (the usual slip: passing the portrait itself)."""
+        Motion (the usual slip: passing the portrait itself); ContractError when the motion
+        lacks an expression name in ``requires`` and carries no latent in one of ``spaces``
+        (the graph checks the stages' declarations; this checks the motion itself)."""
         if not isinstance(prepared, PreparedPortrait):
             raise TypeError(
                 f"{self.name}.render takes a PreparedPortrait, got {type(prepared).__name__}: "
@@ -359,6 +361,16 @@ class Renderer(Stage):
             )
         if not isinstance(motion, Motion):
             raise TypeError(f"{self.name}.render takes a Motion, got {type(motion).__name__}")
+        if motion.latent is not None and motion.space in self.spaces:
+            return  # drawn from the latent: expression names do not matter
+        missing = [n for n in self.requires if n not in motion.names]
+        if missing:
+            latent = "".join(f" or a {space!r} latent" for space in self.spaces)
+            raise ContractError(
+                f"{self.name} needs the expression coefficient(s) {', '.join(missing)}{latent} "
+                f"in the motion (it has {', '.join(motion.names) or 'none'}): use a motion "
+                "generator that provides them"
+            )
 
     def declarations(self) -> dict[str, Any]:
         return super().declarations() | {

@@ -198,13 +198,6 @@ class MeshWarpRenderer(Renderer):
                 f"meshwarp: this portrait was prepared by {prepared.renderer!r} at size "
                 f"{prepared.size} (paste_back {'paste' in state}); prepare it with this renderer"
             )
-        missing = [n for n in self.requires if n not in motion.names]
-        if missing:
-            raise ContractError(
-                f"meshwarp needs the expression coefficient(s) {', '.join(missing)} in the "
-                f"motion (it has {', '.join(motion.names) or 'none'}): use a motion generator "
-                "that provides them"
-            )
         rig: FaceRig = state["rig"]
         style: MouthStyle = state["mouth"]
         image = state["image"]

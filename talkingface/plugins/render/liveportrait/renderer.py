@@ -228,15 +228,6 @@ class LivePortraitRenderer(Renderer):
                 f"(paste_back {'paste' in state}); prepare it with this renderer"
             )
         use_latent = motion.latent is not None and motion.space == LIVEPORTRAIT_SPACE
-        if not use_latent:
-            missing = [n for n in self.requires if n not in motion.names]
-            if missing:
-                raise ContractError(
-                    f"liveportrait needs the expression coefficient(s) {', '.join(missing)} "
-                    f"or a {LIVEPORTRAIT_SPACE!r} latent in the motion (it has "
-                    f"{', '.join(motion.names) or 'none'}): use a motion generator that "
-                    "provides them"
-                )
         paste = state.get("paste")
         out = torch.empty((motion.num_frames, *prepared.size, 3), dtype=torch.uint8)
         step = self.config.batch_frames
