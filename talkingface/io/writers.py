@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import secrets
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,6 +38,20 @@ X264_PRESETS = (
 """libx264 speed presets, fastest first (slower ones give smaller files at the same crf)."""
 
 # Sample rates the AAC encoder accepts as they are; anything else is encoded at 48 kHz.
+def _new_file_beside(path: Path, suffix: str) -> Path:
+    """A new, empty, uniquely named hidden file in ``path``'s folder, created with the mode a
+    plain ``open()`` gives (0666 less the umask; ``tempfile.mkstemp`` would make it 0600, and
+    the finished video, renamed over ``path``, would stay readable by its owner only)."""
+    for _ in range(100):
+        candidate = path.parent / f".{path.stem}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
 _AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
 
 
@@ -150,11 +164,8 @@ class VideoWriter:
             if self.path.is_dir():
                 raise InputError(f"cannot write {self.path}: it is a directory, give a file name")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.stem}.", suffix=".partial.mp4", dir=self.path.parent
-            )
-            os.close(fd)
-            self._tmp: Path | None = Path(tmp)
+            tmp = _new_file_beside(self.path, ".partial.mp4")
+            self._tmp: Path | None = tmp
             target: str | BinaryIO = tmp
         else:
             seekable = getattr(path, "seekable", None)

@@ -605,6 +605,20 @@ def test_video_writer_without_audio(tmp_path):
     assert read_video(tmp_path / "mute.mp4").audio is None
 
 
+def test_video_writer_output_has_the_mode_a_new_file_gets(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        with VideoWriter(tmp_path / "shared.mp4", 25, (64, 64)) as writer:
+            writer.write(moving_frames(3))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "shared.mp4").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.mp4"]  # no temporary left
+
+
 def test_video_writer_single_frame_and_colours(tmp_path):
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 150, 100)]
     frame = torch.zeros(64, 64, 3, dtype=torch.uint8)
